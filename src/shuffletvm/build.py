@@ -1,0 +1,125 @@
+"""Model -> Relax -> compiled, self-contained `.so`.
+
+The `.so` carries its own weights (constants) and a `shuffletvm_metadata` function that returns the input
+name, shape and dtype as JSON, so `shuffletvm run` needs nothing beside it. It is written to a temporary file in
+the output's folder and renamed into place: an interrupted or failed build never leaves a half-written module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__, tvm_compat
+from .errors import ShuffleTVMError
+from .fileio import atomic_output, check_writable
+from .frontend.graph import ImportedGraph
+from .models.registry import DEFAULT_MODEL
+from .pipeline import PipelineOptions, compile_module
+from .targets import ResolvedTarget, TargetOptions, resolve_target
+
+logger = logging.getLogger(__name__)
+
+from .runtime import METADATA_FUNCTION
+
+
+@dataclass
+class BuildConfig:
+    output: Path
+    model: str = DEFAULT_MODEL
+    target: str = "x86"
+    batch: int | None = None  # None: the ONNX file's batch, else 1
+    weights: Path | None = None
+    onnx: Path | None = None
+    target_options: TargetOptions = field(default_factory=TargetOptions)
+    dump_dir: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    model: str
+    target: ResolvedTarget
+    input_shape: list[int]
+    output_shape: list[int]
+    import_s: float
+    compile_s: float
+    export_s: float
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def load_graph(model: str, batch: int | None = None, weights: Path | None = None, onnx: Path | None = None) -> ImportedGraph:
+    """Import from the model zoo (torch.export) or from an ONNX file."""
+    if batch is not None and batch < 1:
+        raise ShuffleTVMError(f"batch must be at least 1, got {batch}")
+    if onnx is not None:
+        if weights is not None:
+            raise ShuffleTVMError("--weights applies to zoo models; an ONNX file carries its own weights")
+        from .frontend.onnx import import_onnx
+
+        return import_onnx(onnx, batch)
+    from .frontend.torch_export import import_torch
+    from .models.registry import create_model, get_spec
+
+    get_spec(model)  # an unknown name fails here, before torch builds anything
+    return import_torch(create_model(model, weights), batch or 1, model)
+
+
+def attach_metadata(graph: ImportedGraph, target: ResolvedTarget) -> list[int]:
+    output_shape = tvm_compat.output_shape(graph.mod["main"])
+    graph.mod[METADATA_FUNCTION] = tvm_compat.metadata_function(
+        METADATA_FUNCTION,
+        {
+            "model": graph.name,
+            "source": graph.source,
+            "input_name": graph.input_name,
+            "input_shape": graph.input_shape,
+            "input_dtype": graph.input_dtype,
+            "output_shape": output_shape,
+            "device": target.device,
+            "arch": target.arch,
+            "target": target.spec,
+            "shuffletvm_version": __version__,
+        }
+    )
+    return output_shape
+
+
+def export_atomic(executable: Any, path: Path, target: ResolvedTarget) -> None:
+    fcompile = target.export_compiler()
+    with atomic_output(path, mode=0o755) as tmp:
+        if fcompile is None:
+            executable.export_library(str(tmp))
+        else:
+            executable.export_library(str(tmp), fcompile=fcompile)
+
+
+def build(config: BuildConfig) -> BuildResult:
+    output = Path(config.output)
+    check_writable(output)
+    target = resolve_target(config.target, config.target_options)
+    for note in target.notes:
+        logger.warning(note)
+
+    start = time.perf_counter()
+    graph = load_graph(config.model, config.batch, config.weights, config.onnx)
+    output_shape = attach_metadata(graph, target)
+    import_s = time.perf_counter() - start
+    logger.info("imported %s via %s in %.1f s (input %s)", graph.name, graph.source, import_s, graph.input_shape)
+
+    start = time.perf_counter()
+    executable = compile_module(graph.mod, target.tvm_target(), PipelineOptions(dump_dir=config.dump_dir))
+    compile_s = time.perf_counter() - start
+    logger.info("compiled for %s in %.1f s", target.name, compile_s)
+
+    start = time.perf_counter()
+    export_atomic(executable, output, target)
+    export_s = time.perf_counter() - start
+    logger.info("wrote %s (%.1f MB) in %.1f s", output, output.stat().st_size / 1e6, export_s)
+    return BuildResult(output, graph.name, target, graph.input_shape, output_shape, import_s, compile_s, export_s)

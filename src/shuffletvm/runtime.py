@@ -1,0 +1,114 @@
+"""Load and run a built `.so` with the TVM runtime alone: no torch, no ONNX, no TVM compiler needed.
+
+Works with `TVM_USE_RUNTIME_LIB=1` (only libtvm_runtime loaded), and under qemu on aarch64.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import tvm_compat
+from .errors import ShuffleTVMError
+from .fileio import atomic_output
+
+METADATA_FUNCTION = "shuffletvm_metadata"
+
+
+@dataclass
+class DeployedModel:
+    path: Path
+    metadata: dict[str, Any]
+    _vm: Any
+    _device: Any
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.metadata["input_shape"])
+
+    @property
+    def input_dtype(self) -> str:
+        return str(self.metadata["input_dtype"])
+
+    def check_input(self, x: np.ndarray) -> None:
+        if x.dtype != np.dtype(self.input_dtype):
+            raise ShuffleTVMError(
+                f"input dtype is {x.dtype}, but {self.path.name} takes {self.input_dtype}; convert it with "
+                f"x.astype('{self.input_dtype}')"
+            )
+        if tuple(x.shape) != self.input_shape:
+            raise ShuffleTVMError(
+                f"input shape is {tuple(x.shape)}, but {self.path.name} takes {self.input_shape} "
+                "(rebuild with --batch N for another batch size)"
+            )
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        out = self._vm["main"](tvm_compat.to_tvm_tensor(np.ascontiguousarray(x), self._device))
+        while not hasattr(out, "numpy"):  # the torch.export frontend returns a 1-tuple
+            out = out[0]
+        return out.numpy()
+
+    def time_run(self, x: np.ndarray, repeat: int = 10, number: int = 1) -> list[float]:
+        """Seconds per run, `repeat` samples of `number` runs each, with the VM's own timer."""
+        self.check_input(x)
+        self._vm.set_input("main", tvm_compat.to_tvm_tensor(np.ascontiguousarray(x), self._device))
+        timer = self._vm.time_evaluator("invoke_stateful", self._device, number=number, repeat=repeat)
+        return list(timer("main").results)
+
+
+def load(path: str | Path) -> DeployedModel:
+    path = Path(path)
+    if not path.is_file():
+        raise ShuffleTVMError(f"module '{path}' does not exist; build one with `shuffletvm build`")
+    try:
+        metadata_probe = path.read_bytes()[:20]
+    except OSError as err:
+        raise ShuffleTVMError(f"cannot read '{path}': {err.strerror}") from None
+    if not metadata_probe.startswith(b"\x7fELF"):
+        raise ShuffleTVMError(f"'{path}' is not a shared library; build one with `shuffletvm build`")
+    try:
+        vm, device = tvm_compat.load_vm(str(path), "cpu")
+    except Exception as err:  # dlopen errors: wrong architecture, missing symbols, ...
+        last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        raise ShuffleTVMError(f"cannot load '{path}' with the TVM runtime: {last[:200]}") from None
+    try:
+        metadata = json.loads(str(vm[METADATA_FUNCTION]()))
+    except Exception:
+        raise ShuffleTVMError(f"'{path}' was not built by shuffletvm (no {METADATA_FUNCTION}); rebuild it") from None
+    if metadata.get("device", "cpu") != "cpu":
+        device_kind = metadata["device"]
+        try:
+            vm, device = tvm_compat.load_vm(str(path), device_kind)
+        except Exception as err:
+            last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            raise ShuffleTVMError(f"'{path}' needs a {device_kind} device: {last[:200]}") from None
+    return DeployedModel(path, metadata, vm, device)
+
+
+def load_input(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise ShuffleTVMError(f"input file '{path}' does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise ShuffleTVMError(f"'{path}' is not a readable .npy array ({str(err)[:120]})") from None
+
+
+def save_array_atomic(array: np.ndarray, path: str | Path) -> None:
+    with atomic_output(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def top_k(logits: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """Per batch item, the k best classes and their softmax probabilities."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+    order = np.argsort(-logits, axis=-1)[:, :k]
+    return [[(int(c), float(probs[i, c])) for c in row] for i, row in enumerate(order)]

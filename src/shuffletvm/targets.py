@@ -1,0 +1,147 @@
+"""Target presets: a short name -> the TVM target, where the module runs, and how its `.so` is linked.
+
+| preset | TVM target                                               | runs on        | linked with             |
+|--------|----------------------------------------------------------|----------------|-------------------------|
+| x86    | llvm, this machine's CPU (`mcpu`) and core count         | this host      | the host C++ compiler   |
+| arm    | llvm, aarch64-linux-gnu, +neon (`--mcpu cortex-a72`, ...) | aarch64 Linux  | aarch64-linux-gnu-g++   |
+| cuda   | cuda, `arch` from the GPU here (or `--cuda-arch`), generic x86-64 host | NVIDIA GPU | the host C++ compiler |
+
+Any other `--target` value is taken as a raw TVM target in JSON, e.g. `{"kind":"llvm","mcpu":"skylake-avx512"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import tvm_compat
+from .errors import ShuffleTVMError
+
+ARM_MCPUS = ["generic", "cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76", "neoverse-n1", "neoverse-v1"]
+AARCH64_CXX = "aarch64-linux-gnu-g++"
+DEFAULT_CUDA_ARCH = "sm_80"
+CUDA_HOST = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """What a user may say about a target beyond its preset name."""
+
+    mcpu: str | None = None
+    num_cores: int | None = None
+    cuda_arch: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    name: str  # preset name, or "custom"
+    spec: dict[str, Any]  # the TVM target as JSON
+    host: dict[str, Any] | None
+    device: str  # "cpu" or "cuda": where the module's kernels run
+    arch: str  # "x86_64" or "aarch64": the machine the .so is for
+    cross_compiler: str | None = None  # the C++ driver that links the .so; None: TVM's host default
+    notes: list[str] = field(default_factory=list)
+
+    def tvm_target(self) -> Any:
+        return tvm_compat.make_target(self.spec, self.host)
+
+    def export_compiler(self) -> Callable[..., None] | None:
+        if self.cross_compiler is None:
+            return None
+        if shutil.which(self.cross_compiler) is None:
+            raise ShuffleTVMError(
+                f"the {self.name} target links with '{self.cross_compiler}', which is not installed; "
+                "run scripts/setup.sh (or apt-get install g++-aarch64-linux-gnu)"
+            )
+        return tvm_compat.cross_compiler(self.cross_compiler)
+
+    def json(self) -> str:
+        return json.dumps({"target": self.spec, "host": self.host}, sort_keys=True)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _x86(opts: TargetOptions) -> ResolvedTarget:
+    spec = {"kind": "llvm", "mcpu": opts.mcpu or tvm_compat.host_cpu_name(), "num-cores": opts.num_cores or _cpu_count()}
+    return ResolvedTarget("x86", spec, None, "cpu", "x86_64")
+
+
+def _arm(opts: TargetOptions) -> ResolvedTarget:
+    mcpu = opts.mcpu or "generic"
+    if mcpu not in ARM_MCPUS:
+        raise ShuffleTVMError(f"unknown ARM cpu '{mcpu}'; choose one of {', '.join(ARM_MCPUS)}")
+    spec = {
+        "kind": "llvm",
+        "mtriple": "aarch64-linux-gnu",
+        "mcpu": mcpu,
+        "mattr": ["+neon"],
+        "num-cores": opts.num_cores or 4,
+    }
+    return ResolvedTarget("arm", spec, None, "cpu", "aarch64", cross_compiler=AARCH64_CXX)
+
+
+def detect_cuda_arch() -> str | None:
+    """`sm_XY` of GPU 0 from nvidia-smi, or None where there is no GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.split()
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return f"sm_{out[0].replace('.', '')}" if out else None
+
+
+def _cuda(opts: TargetOptions) -> ResolvedTarget:
+    notes = []
+    arch = opts.cuda_arch or detect_cuda_arch()
+    if arch is None:
+        arch = DEFAULT_CUDA_ARCH
+        notes.append(f"no GPU found here: building for {arch}; pass --cuda-arch sm_XY for another GPU")
+    if not arch.startswith("sm_") or not arch[3:].isdigit():
+        raise ShuffleTVMError(f"CUDA architecture '{arch}' is not of the form sm_XY (e.g. sm_80, sm_90)")
+    # The host side only launches kernels; a generic x86-64 host keeps the .so portable across GPU servers.
+    return ResolvedTarget("cuda", {"kind": "cuda", "arch": arch}, dict(CUDA_HOST), "cuda", "x86_64", notes=notes)
+
+
+PRESETS: dict[str, Callable[[TargetOptions], ResolvedTarget]] = {"x86": _x86, "arm": _arm, "cuda": _cuda}
+
+
+def resolve_target(name: str, opts: TargetOptions | None = None) -> ResolvedTarget:
+    """A preset name (`x86`, `arm`, `cuda`) or a raw TVM target as JSON."""
+    opts = opts or TargetOptions()
+    if name in PRESETS:
+        return PRESETS[name](opts)
+    if not name.lstrip().startswith("{"):
+        raise ShuffleTVMError(f"unknown target '{name}'; use one of {', '.join(PRESETS)} or a TVM target as JSON")
+    try:
+        spec = json.loads(name)
+    except json.JSONDecodeError as err:
+        raise ShuffleTVMError(f"target JSON does not parse: {err.msg} at column {err.colno}") from None
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ShuffleTVMError('a target in JSON needs a "kind", e.g. {"kind":"llvm","mcpu":"skylake-avx512"}')
+    host = spec.pop("host", None)
+    try:
+        target = tvm_compat.make_target(spec, host)
+    except Exception as err:  # TVM raises its own error types for bad keys and values
+        raise ShuffleTVMError(f"TVM rejects target {json.dumps(spec)}: {str(err).strip().splitlines()[-1]}") from None
+    kind = target.kind.name
+    if kind not in ("llvm", "cuda"):
+        raise ShuffleTVMError(f"target kind '{kind}' is not supported; use llvm or cuda")
+    triple = str(spec.get("mtriple", ""))
+    arch = "aarch64" if triple.startswith("aarch64") else "x86_64"
+    device = "cuda" if kind == "cuda" else "cpu"
+    if kind == "cuda" and host is None:
+        host = dict(CUDA_HOST)
+    return ResolvedTarget("custom", spec, host, device, arch, AARCH64_CXX if arch == "aarch64" else None)

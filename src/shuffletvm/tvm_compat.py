@@ -1,0 +1,107 @@
+"""Every TVM call that changed between releases, in one place, so that the next upgrade touches this file.
+
+Written against apache-tvm 0.27 (Relax graph IR, `tvm.s_tir`, `tvm.support.cc`); Relay, AutoTVM,
+auto_scheduler and tvmc no longer exist. Heavy compiler imports are deferred to the functions that need them,
+so that `shuffletvm.runtime` can import this module in a process that has only the TVM runtime library.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import tvm
+
+TVM_VERSION = "0.27.0.post1"
+TVM_FFI_VERSION = "0.1.14.post1"  # 0.1.15.x segfaults when saving TIR nodes (ToJSONGraph), killing MetaSchedule
+
+
+def make_target(spec: dict[str, Any], host: dict[str, Any] | None = None) -> "tvm.target.Target":
+    """TVM 0.27 takes targets as JSON-like dicts; `"llvm -mcpu=..."` strings are rejected."""
+    import tvm
+
+    return tvm.target.Target(spec, host=host) if host is not None else tvm.target.Target(spec)
+
+
+def host_cpu_name() -> str:
+    """LLVM's name for this machine's CPU (e.g. `znver5`, `sapphirerapids`)."""
+    import tvm
+
+    return str(tvm.target.codegen.llvm_get_system_cpu())
+
+
+def from_exported_program(exported: Any) -> "tvm.IRModule":
+    from tvm.relax.frontend.torch import from_exported_program as _import
+
+    return _import(exported, keep_params_as_input=False)
+
+
+def from_onnx(model: Any, shape: dict[str, list[int]]) -> "tvm.IRModule":
+    from tvm.relax.frontend.onnx import from_onnx as _import
+
+    return _import(model, shape_dict=shape, keep_params_in_input=False)
+
+
+def stock_passes(target: Any) -> dict[str, list[Any]]:
+    """TVM's default Relax pipeline for `target`, as its four stock phases. Taken from the backend's own
+    `pipeline` module: 0.27's `tvm.relax.pipeline.dataflow_lower_passes` fails for llvm because
+    `backend.cpu_generic` does not re-export it."""
+    if target.kind.name == "cuda":
+        from tvm.relax.backend.cuda import pipeline as backend
+    elif target.kind.name == "llvm":
+        from tvm.relax.backend.cpu_generic import pipeline as backend
+    else:
+        raise ValueError(f"no stock pipeline for target kind {target.kind.name}")
+    return {
+        "library_dispatch": backend.library_dispatch_passes(target),
+        "legalize": backend.legalize_passes(target),
+        "dataflow_lower": backend.dataflow_lower_passes(target),
+        "finalize": backend.finalize_passes(target),
+    }
+
+
+def output_shape(func: Any) -> list[int]:
+    """Static shape of a Relax function's (first) output. 0.27 renamed `struct_info` to `ty`."""
+    ty = func.ret_ty
+    while hasattr(ty, "fields"):  # torch.export returns a 1-tuple
+        ty = ty.fields[0]
+    return [int(v) for v in ty.shape.values]
+
+
+def cross_compiler(compiler: str) -> Callable[..., None]:
+    from tvm.support import cc
+
+    return cc.cross_compiler(compiler)
+
+
+def string_constant(value: str) -> Any:
+    import tvm
+
+    return tvm.ir.StringImm(value)
+
+
+def metadata_function(name: str, metadata: dict[str, Any]) -> Any:
+    """A public Relax function with no parameters that returns `metadata` as a JSON string: embedded in the
+    `.so`, it tells the runtime what input the module expects without any file beside it. Without a
+    `global_symbol` the pipeline's dead-code elimination would drop it."""
+    from tvm import relax
+
+    func = relax.Function([], string_constant(json.dumps(metadata, sort_keys=True)))
+    return func.with_attr("global_symbol", name)
+
+
+def load_vm(path: str, device_kind: str = "cpu") -> tuple[Any, Any]:
+    """Load an exported Relax executable with the TVM runtime alone; returns (vm, device)."""
+    import tvm
+    import tvm.runtime.vm
+
+    device = tvm.runtime.device(device_kind, 0)
+    module = tvm.runtime.load_module(path)
+    return tvm.runtime.vm.VirtualMachine(module, device), device
+
+
+def to_tvm_tensor(array: Any, device: Any) -> Any:
+    import tvm
+
+    return tvm.runtime.tensor(array, device)
