@@ -91,11 +91,59 @@ def _evaluate(node: Any, constants: dict[str, np.ndarray], opsets: list[Any]) ->
     return ReferenceEvaluator(model).run(None, {})
 
 
+def _static_shapes(model: Any) -> dict[str, list[int]]:
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model, data_prop=True)
+    static: dict[str, list[int]] = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            static[info.name] = [d.dim_value for d in dims]
+    return static
+
+
+def _fold_once(model: Any, counts: dict[str, int]) -> bool:
+    """One sweep in graph order; returns whether anything was folded."""
+    from onnx import numpy_helper
+
+    static = _static_shapes(model)
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    original = set(constants)
+    kept = []
+    for node in model.graph.node:
+        standard = node.domain in ("", "ai.onnx")
+        if standard and node.op_type == "Shape" and node.input[0] in static:
+            attrs = {a.name: a.i for a in node.attribute}
+            dims = static[node.input[0]]
+            constants[node.output[0]] = np.array(dims[attrs.get("start", 0) : attrs.get("end", len(dims))], np.int64)
+            counts["shape_nodes_folded"] += 1
+            continue
+        if standard and node.op_type not in _NONDETERMINISTIC and all(n in constants for n in node.input if n):
+            values = [np.asarray(v) for v in _evaluate(node, constants, list(model.opset_import))]
+            if all(v.size <= _MAX_FOLDED_ELEMENTS for v in values):
+                constants.update(zip(node.output, values))
+                counts["constant_nodes_folded"] += 1
+                continue
+        kept.append(node)
+    if len(kept) == len(model.graph.node):
+        return False
+    used = {name for node in kept for name in node.input} | {out.name for out in model.graph.output}
+    initializers = [init for init in model.graph.initializer if init.name in used]
+    initializers += [numpy_helper.from_array(constants[n], n) for n in constants if n in used and n not in original]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(initializers)
+    del model.graph.value_info[:]
+    return True
+
+
 def fold_static_shapes(model: Any, input_name: str, input_shape: list[int]) -> tuple[Any, dict[str, int]]:
     """Fix the input shape, then fold Shape nodes of static tensors and every all-constant node into
-    initializers. Returns the new model and how many Shape and other nodes were folded."""
+    initializers, sweeping until nothing changes (a folded Shape can make a later Reshape's output static).
+    Returns the new model and how many Shape and other nodes were folded."""
     import onnx
-    from onnx import numpy_helper, shape_inference
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for inp in model.graph.input:
@@ -103,43 +151,9 @@ def fold_static_shapes(model: Any, input_name: str, input_shape: list[int]) -> t
             for dim, value in zip(inp.type.tensor_type.shape.dim, input_shape):
                 dim.Clear()
                 dim.dim_value = value
-    inferred = shape_inference.infer_shapes(model, data_prop=True)
-    static: dict[str, list[int]] = {}
-    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-        dims = info.type.tensor_type.shape.dim
-        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
-            static[info.name] = [d.dim_value for d in dims]
-
-    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    original = set(constants)
-    kept, counts = [], {"shape_nodes_folded": 0, "constant_nodes_folded": 0}
-    for node in model.graph.node:
-        foldable_shape = node.op_type == "Shape" and node.domain in ("", "ai.onnx") and node.input[0] in static
-        all_constant = all(name in constants for name in node.input if name)
-        if foldable_shape:
-            attrs = {a.name: a.i for a in node.attribute}
-            dims = static[node.input[0]]
-            constants[node.output[0]] = np.array(dims[attrs.get("start", 0) : attrs.get("end", len(dims))], np.int64)
-            counts["shape_nodes_folded"] += 1
-        elif all_constant and node.domain in ("", "ai.onnx") and node.op_type not in _NONDETERMINISTIC:
-            values = _evaluate(node, constants, list(model.opset_import))
-            if any(np.asarray(v).size > _MAX_FOLDED_ELEMENTS for v in values):
-                kept.append(node)
-                continue
-            constants.update({name: np.asarray(v) for name, v in zip(node.output, values)})
-            counts["constant_nodes_folded"] += 1
-        else:
-            kept.append(node)
-
-    used = {name for node in kept for name in node.input} | {out.name for out in model.graph.output}
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
-    new_inits = [numpy_helper.from_array(constants[n], n) for n in constants if n in used and n not in original]
-    model.graph.initializer.extend(new_inits)
-    kept_inits = [init for init in model.graph.initializer if init.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept_inits)
-    del model.graph.value_info[:]
+    counts = {"shape_nodes_folded": 0, "constant_nodes_folded": 0}
+    while _fold_once(model, counts):
+        pass
     return model, counts
 
 

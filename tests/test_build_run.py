@@ -1,0 +1,162 @@
+"""`shuffletvm build` and `shuffletvm run`: one self-contained .so, run by the TVM runtime alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from shuffletvm.models import create_model
+from shuffletvm.runtime import load
+
+from .conftest import REPO, assert_user_error, cli, image
+
+
+def test_build_writes_one_self_contained_module(v2_small_module):
+    assert v2_small_module.is_file() and v2_small_module.stat().st_size > 1_000_000
+    assert [p.name for p in v2_small_module.parent.iterdir()] == [v2_small_module.name]  # no params or temp files
+    module = load(v2_small_module)
+    assert module.input_shape == (1, 3, 224, 224) and module.metadata["model"] == "shufflenet_v2_x0_5"
+    x = image()
+    with torch.no_grad():
+        ref = create_model("shufflenet_v2_x0_5")(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(module.run(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_run_cli_writes_logits_and_prints_top_k(v2_small_module, tmp_path):
+    x = image(seed=4)
+    np.save(tmp_path / "x.npy", x)
+    proc = cli("run", str(v2_small_module), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"), "--top", "3")
+    assert proc.returncode == 0, proc.stderr
+    y = np.load(tmp_path / "y.npy")
+    np.testing.assert_array_equal(y, load(v2_small_module).run(x))
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 0 |")]
+    assert len(rows) == 3 and f"| {int(y.argmax())} |" in rows[0]
+
+
+def test_module_runs_where_torch_cannot_be_imported(v2_small_module, tmp_path):
+    """A fresh interpreter with torch blocked and only the TVM runtime library loaded."""
+    x = image(seed=5)
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
+        "from shuffletvm.cli.main import main\n"
+        f"rc = main(['run', {str(v2_small_module)!r}, '--input', {str(tmp_path / 'x.npy')!r}, "
+        f"'--output', {str(tmp_path / 'y.npy')!r}, '--top', '1'])\n"
+        "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+        "import tvm.base\n"
+        "assert tvm.base._RUNTIME_ONLY, 'compiler library was loaded'\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), load(v2_small_module).run(x))
+
+
+def test_build_dump_dir_writes_every_phase(tmp_path):
+    proc = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m.so"), "--dump-dir", str(tmp_path / "dump"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (tmp_path / "dump").iterdir())
+    assert names == ["00_library-dispatch.py", "01_graph-optimize.py", "02_legalize.py", "03_schedule.py",
+                     "04_dataflow-lower.py", "05_finalize.py"]
+    assert "R.nn.conv2d" in (tmp_path / "dump" / "00_library-dispatch.py").read_text()
+    assert "T.prim_func" in (tmp_path / "dump" / "02_legalize.py").read_text()
+
+
+def test_batch_8_build(tmp_path):
+    out = tmp_path / "b8.so"
+    assert cli("build", "shufflenet_v1_g3_x0_5", "--batch", "8", "-o", str(out), "-q").returncode == 0
+    module = load(out)
+    x = image(8)
+    with torch.no_grad():
+        ref = create_model("shufflenet_v1_g3_x0_5")(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(module.run(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_cuda_module_builds_without_a_gpu(tmp_path):
+    out = tmp_path / "cuda.so"
+    proc = cli("build", "shufflenet_v2_x0_5", "--target", "cuda", "--cuda-arch", "sm_90", "-o", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    blob = out.read_bytes()
+    assert b"cuda" in blob and (b"sm_90" in blob or b".target sm_90" in blob), "no CUDA kernels for sm_90 inside"
+
+
+# ---- bad input: one line, non-zero exit, nothing on disk lost --------------------------------------------------
+
+
+def test_unknown_model(tmp_path):
+    assert_user_error(cli("build", "shufflenet_v9", "-o", str(tmp_path / "m.so"), "-q"), "unknown model 'shufflenet_v9'")
+
+
+def test_unknown_target(tmp_path):
+    assert_user_error(cli("build", "shufflenet_v2_x0_5", "--target", "tpu", "-o", str(tmp_path / "m.so"), "-q"),
+                      "unknown target 'tpu'")
+
+
+def test_output_folder_missing(tmp_path):
+    assert_user_error(cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "no" / "m.so"), "-q"), "does not exist")
+
+
+def test_output_is_a_directory(tmp_path):
+    assert_user_error(cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path), "-q"), "is a directory")
+
+
+def test_unwritable_output(tmp_path):
+    # /proc refuses new files even for root: the failure comes at the final write, after compiling.
+    assert_user_error(cli("build", "shufflenet_v2_x0_5", "-o", "/proc/shuffletvm-test.so", "-q"), "cannot write")
+
+
+def test_failed_export_keeps_the_previous_module(tmp_path):
+    """The arm target's linker is missing from PATH: the build fails at export, the old file stays whole."""
+    out = tmp_path / "m.so"
+    out.write_bytes(b"previous build")
+    env = {"PATH": os.path.dirname(sys.executable)}
+    proc = cli("build", "shufflenet_v2_x0_5", "--target", "arm", "-o", str(out), "-q", env=env)
+    assert_user_error(proc, "aarch64-linux-gnu-g++")
+    assert out.read_bytes() == b"previous build" and [p.name for p in tmp_path.iterdir()] == ["m.so"]
+
+
+def test_bad_batch(tmp_path):
+    assert_user_error(cli("build", "shufflenet_v2_x0_5", "--batch", "0", "-o", str(tmp_path / "m.so"), "-q"), "batch")
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [(np.zeros((1, 3, 112, 112), np.float32), "input shape"), (np.zeros((1, 3, 224, 224), np.float64), "dtype")],
+)
+def test_run_wrong_input(v2_small_module, tmp_path, array, message):
+    np.save(tmp_path / "x.npy", array)
+    (tmp_path / "y.npy").write_bytes(b"keep me")
+    proc = cli("run", str(v2_small_module), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"))
+    assert_user_error(proc, message)
+    assert (tmp_path / "y.npy").read_bytes() == b"keep me"
+
+
+def test_run_input_not_npy(v2_small_module, tmp_path):
+    (tmp_path / "x.npy").write_text("not an array")
+    assert_user_error(cli("run", str(v2_small_module), "--input", str(tmp_path / "x.npy")), "not a readable .npy")
+
+
+def test_run_pickled_object_array_refused(v2_small_module, tmp_path):
+    np.save(tmp_path / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert_user_error(cli("run", str(v2_small_module), "--input", str(tmp_path / "x.npy")), "not a readable .npy")
+
+
+def test_run_missing_or_foreign_module(tmp_path):
+    np.save(tmp_path / "x.npy", image())
+    assert_user_error(cli("run", str(tmp_path / "none.so"), "--input", str(tmp_path / "x.npy")), "does not exist")
+    (tmp_path / "text.so").write_text("hello")
+    assert_user_error(cli("run", str(tmp_path / "text.so"), "--input", str(tmp_path / "x.npy")), "not a shared library")
+
+
+def test_run_module_built_for_aarch64_on_x86(tmp_path):
+    out = tmp_path / "arm.so"
+    assert cli("build", "shufflenet_v2_x0_5", "--target", "arm", "-o", str(out), "-q").returncode == 0
+    np.save(tmp_path / "x.npy", image())
+    assert_user_error(cli("run", str(out), "--input", str(tmp_path / "x.npy")), "cannot load")

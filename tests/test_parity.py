@@ -1,0 +1,42 @@
+"""All 24 variants through torch.export on x86 compute what PyTorch computes, and the parity CLI's verdict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shuffletvm.models import MODELS
+from shuffletvm.parity import ParityConfig, check_parity
+
+from .conftest import assert_user_error, cli
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parity_torch_export_x86(name):
+    report = check_parity(ParityConfig(model=name, target="x86", seeds=2))
+    assert report.passed, [r.__dict__ for r in report.rows]
+    assert all(r.top1_agree == 1.0 and r.top5_agree == 1.0 for r in report.rows)
+
+
+def test_parity_cli_prints_table_and_json(tmp_path):
+    proc = cli("parity", "shufflenet_v1_g8_x0_5", "--seeds", "2", "--json", str(tmp_path / "p.json"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "PASS" in proc.stdout and proc.stdout.count("| 100% | 100% |") == 2
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["passed"] and len(data["rows"]) == 2 and data["rows"][0]["rel_err"] < 1e-4
+
+
+def test_parity_cli_fails_past_tolerance():
+    """A tolerance no fp32 compiler can meet: the verdict is FAIL and the exit code 1."""
+    proc = cli("parity", "shufflenet_v2_x0_5", "--seeds", "1", "--rtol", "1e-12", "-q")
+    assert proc.returncode == 1 and "FAIL" in proc.stdout
+
+
+def test_parity_unknown_model():
+    assert_user_error(cli("parity", "resnet50", "-q"), "unknown model 'resnet50'")
+
+
+def test_parity_bad_seeds():
+    assert_user_error(cli("parity", "shufflenet_v2_x0_5", "--seeds", "0", "-q"), "--seeds")
