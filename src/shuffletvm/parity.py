@@ -40,6 +40,7 @@ class ParityConfig:
     seeds: int = 3
     weights: Path | None = None
     rtol: float = DEFAULT_RTOL
+    time_repeat: int = 0  # >0: also time the module this many times (host-runnable modules only)
     target_options: TargetOptions = field(default_factory=TargetOptions)
 
 
@@ -61,6 +62,7 @@ class ParityReport:
     rows: list[ParityRow]
     build_s: float
     note: str = ""
+    latency_ms: float | None = None  # median, when timed
 
     @property
     def max_rel_err(self) -> float:
@@ -121,9 +123,13 @@ def _run_emulated(module: Path, inputs: list[np.ndarray], workdir: Path) -> list
     return [np.load(workdir / f"{name}.out.npy") for name in names]
 
 
+def runs_emulated(arch: str) -> bool:
+    return arch == "aarch64" and platform.machine() != "aarch64"
+
+
 def run_module(path: Path, arch: str, inputs: list[np.ndarray], workdir: Path) -> list[np.ndarray]:
     """Run a built module on this host, or under qemu when it is for aarch64 and this host is not."""
-    if arch == "aarch64" and platform.machine() != "aarch64":
+    if runs_emulated(arch):
         return _run_emulated(path, inputs, workdir)
     from .runtime import load
 
@@ -158,11 +164,16 @@ def check_parity(config: ParityConfig) -> ParityReport:
         with torch.no_grad():
             refs = [model(torch.from_numpy(x)).numpy() for x in inputs]
         outs = run_module(result.path, result.target.arch, inputs, workdir)
+        latency_ms = None
+        if config.time_repeat > 0 and not runs_emulated(result.target.arch):
+            from .runtime import load
+
+            latency_ms = 1e3 * float(np.median(load(result.path).time_run(inputs[0], repeat=config.time_repeat)))
     rows = [compare_outputs(seed, out, ref) for seed, (out, ref) in enumerate(zip(outs, refs))]
-    note = ""
-    if result.target.arch == "aarch64" and platform.machine() != "aarch64":
-        note = "ran under qemu-user (emulated aarch64)"
-    return ParityReport(config.model, result.target.name, config.frontend, config.rtol, rows, build_s, note)
+    note = "ran under qemu-user (emulated aarch64)" if runs_emulated(result.target.arch) else ""
+    return ParityReport(
+        config.model, result.target.name, config.frontend, config.rtol, rows, build_s, note, latency_ms
+    )
 
 
 def report_json(report: ParityReport) -> str:
