@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, tvm_compat
+from . import __version__, cuda_kernels, tvm_compat
 from .errors import ShuffleTVMError
 from .fileio import atomic_output, check_writable
 from .frontend.graph import ImportedGraph
@@ -92,12 +92,17 @@ def attach_metadata(graph: ImportedGraph, target: ResolvedTarget) -> list[int]:
 
 
 def export_atomic(executable: Any, path: Path, target: ResolvedTarget) -> None:
+    """Link the `.so` beside `path`, embed compiled CUDA kernels for GPU targets, then rename into place."""
     fcompile = target.export_compiler()
+    source = cuda_kernels.cuda_source(executable) if target.device == "cuda" else None
+    fatbin = cuda_kernels.compile_fatbin(source, target.spec["arch"]) if source else None
     with atomic_output(path, mode=0o755) as tmp:
         if fcompile is None:
             executable.export_library(str(tmp))
         else:
             executable.export_library(str(tmp), fcompile=fcompile)
+        if source and fatbin:
+            cuda_kernels.embed(tmp, source, fatbin)
 
 
 def build(config: BuildConfig) -> BuildResult:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import BuildConfig, build
 from .errors import ShuffleTVMError
 from .models.registry import DEFAULT_MODEL
 from .targets import TargetOptions
@@ -140,6 +139,7 @@ def run_module(path: Path, arch: str, inputs: list[np.ndarray], workdir: Path) -
 def check_parity(config: ParityConfig) -> ParityReport:
     import torch
 
+    from .build import BuildConfig, build
     from .models.registry import create_model
 
     if config.seeds < 1:

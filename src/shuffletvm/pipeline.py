@@ -75,5 +75,8 @@ def make_pipeline(target: Any, options: PipelineOptions | None = None) -> tvm.tr
 
 
 def compile_module(mod: tvm.IRModule, target: Any, options: PipelineOptions | None = None) -> Any:
-    """Relax module -> executable (not yet linked)."""
-    return relax.build(mod, target=target, relax_pipeline=make_pipeline(target, options))
+    """Relax module -> executable (not yet linked). Code generation runs inside the target's scope, which the
+    CUDA compile callback reads for the GPU architecture."""
+    tvm_compat.prepare_codegen(target)
+    with target:
+        return relax.build(mod, target=target, relax_pipeline=make_pipeline(target, options))

@@ -72,18 +72,21 @@ def load(path: str | Path) -> DeployedModel:
     if not metadata_probe.startswith(b"\x7fELF"):
         raise ShuffleTVMError(f"'{path}' is not a shared library; build one with `shuffletvm build`")
     try:
-        vm, device = tvm_compat.load_vm(str(path), "cpu")
+        module = tvm_compat.load_module(str(path))
+    except OSError as err:  # the CUDA runtime library cannot load (no NVIDIA driver here)
+        raise ShuffleTVMError(f"'{path}' needs a GPU runtime that cannot load here ({err}); run it on its device") from None
     except Exception as err:  # dlopen errors: wrong architecture, missing symbols, ...
         last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
         raise ShuffleTVMError(f"cannot load '{path}' with the TVM runtime: {last[:200]}") from None
     try:
+        vm, device = tvm_compat.make_vm(module, "cpu")
         metadata = json.loads(str(vm[METADATA_FUNCTION]()))
     except Exception:
         raise ShuffleTVMError(f"'{path}' was not built by shuffletvm (no {METADATA_FUNCTION}); rebuild it") from None
-    if metadata.get("device", "cpu") != "cpu":
-        device_kind = metadata["device"]
+    device_kind = metadata.get("device", "cpu")
+    if device_kind != "cpu":
         try:
-            vm, device = tvm_compat.load_vm(str(path), device_kind)
+            vm, device = tvm_compat.make_vm(module, device_kind)
         except Exception as err:
             last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
             raise ShuffleTVMError(f"'{path}' needs a {device_kind} device: {last[:200]}") from None

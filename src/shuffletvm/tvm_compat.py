@@ -7,7 +7,11 @@ so that `shuffletvm.runtime` can import this module in a process that has only t
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -61,6 +65,21 @@ def stock_passes(target: Any) -> dict[str, list[Any]]:
     }
 
 
+def prepare_codegen(target: Any) -> None:
+    """Make CUDA kernels compile at build time. TVM compiles them through `tvm_callback_cuda_compile`, which
+    exists only once `tvm.support.nvcc` is imported; without it the `.so` keeps CUDA *source* (fmt 'cuda') that
+    the deployed runtime would have to compile, which a runtime-only install cannot. The callback defaults to
+    NVRTC through the `cuda-bindings` package; where that is absent, nvcc (on PATH) writes a fatbin."""
+    if target.kind.name != "cuda":
+        return
+    import importlib.util
+
+    import tvm.support.nvcc  # noqa: F401 - registers tvm_callback_cuda_compile
+
+    if importlib.util.find_spec("cuda") is None:
+        os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
+
+
 def output_shape(func: Any) -> list[int]:
     """Static shape of a Relax function's (first) output. 0.27 renamed `struct_info` to `ty`."""
     ty = func.ret_ty
@@ -91,13 +110,32 @@ def metadata_function(name: str, metadata: dict[str, Any]) -> Any:
     return func.with_attr("global_symbol", name)
 
 
-def load_vm(path: str, device_kind: str = "cpu") -> tuple[Any, Any]:
-    """Load an exported Relax executable with the TVM runtime alone; returns (vm, device)."""
+def load_module(path: str) -> Any:
+    """dlopen an exported module. CUDA kernels need libtvm_runtime_cuda.so, which `TVM_USE_RUNTIME_LIB=1` does
+    not load, and TVM's load-time compile callback, which shuffletvm answers with the kernels it compiled at
+    build time (see `cuda_kernels`)."""
+    import tvm
+
+    from . import cuda_kernels
+
+    if cuda_kernels.serve_embedded_kernels(Path(path)):
+        load_runtime_extension("cuda")
+    return tvm.runtime.load_module(path)
+
+
+def load_runtime_extension(name: str) -> None:
+    """Load `libtvm_runtime_<name>.so` (cuda, extra) from the tvm package; its static initialisers register its
+    module loaders and functions. Raises OSError where it cannot load (no NVIDIA driver, for cuda)."""
+    import tvm
+
+    ctypes.CDLL(str(Path(tvm.__file__).parent / "lib" / f"libtvm_runtime_{name}.so"), mode=ctypes.RTLD_GLOBAL)
+
+
+def make_vm(module: Any, device_kind: str) -> tuple[Any, Any]:
     import tvm
     import tvm.runtime.vm
 
     device = tvm.runtime.device(device_kind, 0)
-    module = tvm.runtime.load_module(path)
     return tvm.runtime.vm.VirtualMachine(module, device), device
 
 
