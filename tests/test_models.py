@@ -12,6 +12,8 @@ from shuffletvm.errors import ShuffleTVMError
 from shuffletvm.models import MODELS, ShuffleV1Unit, ShuffleV2Unit, channel_shuffle, create_model, model_cost
 from shuffletvm.models.shufflenet_v1 import STAGE_OUT_CHANNELS as V1_CHANNELS
 
+from .conftest import cli
+
 V1_NAMES = [n for n in MODELS if n.startswith("shufflenet_v1")]
 V2_NAMES = [n for n in MODELS if n.startswith("shufflenet_v2")]
 
@@ -126,3 +128,13 @@ def test_random_weights_have_realistic_batchnorm():
     assert torch.isfinite(logits).all() and logits.abs().max() < 1e4
     again = create_model("shufflenet_v2_x0_5", seed=1)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_models_cli_lists_all_variants_with_cost():
+    proc = cli("models")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| shufflenet_")]
+    assert len(rows) == 24
+    v2 = next(r for r in rows if r.startswith("| shufflenet_v2_x1_0 "))
+    assert "144.9" in v2 and "2.279" in v2
+    assert len([r for r in cli("models", "--family", "v2").stdout.splitlines() if r.startswith("| shufflenet_")]) == 4

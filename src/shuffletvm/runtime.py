@@ -66,10 +66,11 @@ def load(path: str | Path) -> DeployedModel:
     if not path.is_file():
         raise ShuffleTVMError(f"module '{path}' does not exist; build one with `shuffletvm build`")
     try:
-        metadata_probe = path.read_bytes()[:20]
+        with open(path, "rb") as f:
+            magic = f.read(4)
     except OSError as err:
         raise ShuffleTVMError(f"cannot read '{path}': {err.strerror}") from None
-    if not metadata_probe.startswith(b"\x7fELF"):
+    if magic != b"\x7fELF":
         raise ShuffleTVMError(f"'{path}' is not a shared library; build one with `shuffletvm build`")
     try:
         module = tvm_compat.load_module(str(path))
