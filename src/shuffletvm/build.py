@@ -36,6 +36,9 @@ class BuildConfig:
     onnx: Path | None = None
     target_options: TargetOptions = field(default_factory=TargetOptions)
     dump_dir: Path | None = None
+    use_tuning_logs: bool = True  # apply tuning_logs/<target>/ when it has records
+    log_dir: Path | None = None  # tuning log root; default: tuning_logs/
+    stock_pipeline: bool = False  # TVM's own default Relax pipeline, for "untuned TVM" baselines
 
 
 @dataclass
@@ -48,6 +51,9 @@ class BuildResult:
     import_s: float
     compile_s: float
     export_s: float
+    kernels_total: int = 0
+    kernels_tuned: int = 0  # kernels whose schedule came from the tuning log
+    tuning_log: Path | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -118,13 +124,24 @@ def build(config: BuildConfig) -> BuildResult:
     import_s = time.perf_counter() - start
     logger.info("imported %s via %s in %.1f s (input %s)", graph.name, graph.source, import_s, graph.input_shape)
 
+    database, log_path = None, None
+    if config.use_tuning_logs:
+        from .tuning.database import open_log
+
+        log = open_log(target, config.log_dir, create=False)
+        if log.records:
+            database, log_path = log.database(), log.path
     start = time.perf_counter()
-    executable = compile_module(graph.mod, target.tvm_target(), PipelineOptions(dump_dir=config.dump_dir))
+    options = PipelineOptions(dump_dir=config.dump_dir, database=database, stock=config.stock_pipeline)
+    executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
-    logger.info("compiled for %s in %.1f s", target.name, compile_s)
+    total, tuned = options.stats.get("kernels", 0), options.stats.get("kernels_tuned", 0)
+    logger.info("compiled for %s in %.1f s: %d of %d kernels from %s, %d with default schedules", target.name,
+                compile_s, tuned, total, log_path or "no tuning log", total - tuned)
 
     start = time.perf_counter()
     export_atomic(executable, output, target)
     export_s = time.perf_counter() - start
     logger.info("wrote %s (%.1f MB) in %.1f s", output, output.stat().st_size / 1e6, export_s)
-    return BuildResult(output, graph.name, target, graph.input_shape, output_shape, import_s, compile_s, export_s)
+    return BuildResult(output, graph.name, target, graph.input_shape, output_shape, import_s, compile_s, export_s,
+                       total, tuned, log_path)

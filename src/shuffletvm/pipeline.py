@@ -10,9 +10,10 @@ ShuffleNet-specific option is exactly TVM's default pipeline: the "untuned, stoc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PipelineOptions:
     dump_dir: Path | None = None
+    # A MetaSchedule database (see shuffletvm.tuning.database): its best records replace default kernels.
+    database: Any = None
+    # TVM's default pipeline as it ships, without shuffletvm's phases: the "untuned TVM" baseline.
+    stock: bool = False
+    # Filled in while the pipeline runs: "kernels" (TensorIR functions) and "kernels_tuned" (found in database).
+    stats: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,27 +48,72 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
     return [
         # Route ops to libraries (sampling, sort/scan); nothing in ShuffleNet uses them.
         Phase("library-dispatch", tvm.transform.Sequential(stock["library_dispatch"])),
-        # ShuffleNet graph rewrites (BatchNorm folding, shuffle fusion and folding) plug in here.
-        Phase("graph-optimize", tvm.transform.Sequential([])),
+        # Inference-mode BatchNorm as multiply-add (which fuses into the producing conv), as TVM's own
+        # tuning pipeline does; ShuffleNet graph rewrites (BN folding, shuffle fusion and folding) join here.
+        Phase("graph-optimize", tvm.transform.Sequential(
+            [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
+        )),
         # Relax ops -> TensorIR, operator fusion; on GPU targets also dlight's default thread bindings.
         Phase("legalize", tvm.transform.Sequential(stock["legalize"])),
-        # Hand-written schedules and tuning records replace default kernels here.
-        Phase("schedule", tvm.transform.Sequential([])),
+        # Tuning records replace default kernels here (hand-written schedules join them in this phase).
+        Phase("schedule", tvm.transform.Sequential(_schedule_passes(options))),
         # Dataflow blocks -> explicit calls; then memory planning and VM lowering.
         Phase("dataflow-lower", tvm.transform.Sequential(stock["dataflow_lower"])),
         Phase("finalize", tvm.transform.Sequential(stock["finalize"])),
     ]
 
 
+def _schedule_passes(options: PipelineOptions) -> list[tvm.transform.Pass]:
+    count = _count_tuned_kernels(options)
+    if options.database is None:
+        return [count]
+    return [count, relax.transform.MetaScheduleApplyDatabase()]
+
+
+def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:
+    """Counts the module's TensorIR kernels and how many the database has a record for (the same lookup
+    MetaScheduleApplyDatabase makes). Changes nothing."""
+
+    @tvm.transform.module_pass(opt_level=0, name="CountTunedKernels")
+    def _count(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+        target = tvm.target.Target.current()
+        kernels = [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+        options.stats["kernels"] = len(kernels)
+        options.stats["kernels_tuned"] = sum(
+            options.database.query_tuning_record(_normalize_mod(f), target, gv.name_hint) is not None
+            for gv, f in kernels
+        ) if options.database is not None else 0
+        return mod
+
+    return _count
+
+
+TUNING_PHASES = ("library-dispatch", "graph-optimize", "legalize")
+
+
+def lower_for_tuning(mod: tvm.IRModule, target: Any, options: PipelineOptions | None = None) -> tvm.IRModule:
+    """Run the phases before `schedule`: the TensorIR kernels they leave are what tuning sees and what the
+    build later looks up in the database, so both must come from these same phases."""
+    options = options or PipelineOptions()
+    with target:
+        for phase in phases(target, options):
+            if phase.name in TUNING_PHASES:
+                mod = phase.passes(mod)
+    return mod
+
+
 def make_pipeline(target: Any, options: PipelineOptions | None = None) -> tvm.transform.Pass:
     options = options or PipelineOptions()
-    ordered = phases(target, options)
+    with target:  # some passes (MetaScheduleApplyDatabase) read the target when constructed
+        ordered = phases(target, options)
     if options.dump_dir is not None:
         options.dump_dir.mkdir(parents=True, exist_ok=True)
 
     @tvm.transform.module_pass(opt_level=0, name="ShuffleTVMPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        with target:
+        with target, (options.database if options.database is not None else contextlib.nullcontext()):
             for index, phase in enumerate(ordered):
                 start = time.perf_counter()
                 mod = phase.passes(mod)
@@ -75,8 +127,9 @@ def make_pipeline(target: Any, options: PipelineOptions | None = None) -> tvm.tr
 
 
 def compile_module(mod: tvm.IRModule, target: Any, options: PipelineOptions | None = None) -> Any:
-    """Relax module -> executable (not yet linked). Code generation runs inside the target's scope, which the
-    CUDA compile callback reads for the GPU architecture."""
+    """Relax module -> executable (not yet linked)."""
+    options = options or PipelineOptions()
+    pipeline = relax.get_default_pipeline(target) if options.stock else make_pipeline(target, options)
     tvm_compat.prepare_codegen(target)
     with target:
-        return relax.build(mod, target=target, relax_pipeline=make_pipeline(target, options))
+        return relax.build(mod, target=target, relax_pipeline=pipeline)

@@ -11,6 +11,7 @@ Any other `--target` value is taken as a raw TVM target in JSON, e.g. `{"kind":"
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -58,6 +59,16 @@ class ResolvedTarget:
                 "run scripts/setup.sh (or apt-get install g++-aarch64-linux-gnu)"
             )
         return tvm_compat.cross_compiler(self.cross_compiler)
+
+    @property
+    def log_key(self) -> str:
+        """The tuning log folder name: what changes code generation (preset, cpu or GPU architecture)."""
+        if self.name == "cuda":
+            return f"cuda-{self.spec['arch']}"
+        if self.name in ("x86", "arm"):
+            return f"{self.name}-{self.spec['mcpu']}-{self.spec['num-cores']}c"
+        digest = hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()[:10]
+        return f"custom-{self.spec.get('kind', 'unknown')}-{digest}"
 
     def json(self) -> str:
         return json.dumps({"target": self.spec, "host": self.host}, sort_keys=True)

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="a state_dict file, e.g. a torchvision checkpoint")
     parser.add_argument("--onnx", type=Path, help="build this ONNX file instead of a zoo model")
     parser.add_argument("--dump-dir", type=Path, help="write the module's TVMScript after each pipeline phase here")
+    parser.add_argument("--no-tuning-logs", action="store_true", help="ignore tuning logs: TVM's default schedules")
+    parser.add_argument("--log-dir", type=Path, help="tuning log root (default: the repository's tuning_logs/)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -28,6 +30,7 @@ def execute(args: argparse.Namespace) -> int:
     config = BuildConfig(
         output=args.output, model=args.model or DEFAULT_MODEL, target=args.target, batch=args.batch,
         weights=args.weights, onnx=args.onnx, target_options=target_options(args), dump_dir=args.dump_dir,
+        use_tuning_logs=not args.no_tuning_logs, log_dir=args.log_dir,
     )
     result = build(config)
     print(f"| module | {result.path} |")
@@ -36,6 +39,8 @@ def execute(args: argparse.Namespace) -> int:
     print(f"| target | {result.target.name}: {result.target.json()} |")
     print(f"| input | {result.input_shape} float32 |")
     print(f"| output | {result.output_shape} |")
+    print(f"| kernels | {result.kernels_tuned} of {result.kernels_total} from tuning log "
+          f"{result.tuning_log or '(none for this target)'}, {result.kernels_total - result.kernels_tuned} default |")
     print(f"| size | {result.size_bytes / 1e6:.1f} MB |")
     print(f"| time | import {result.import_s:.1f} s, compile {result.compile_s:.1f} s, export {result.export_s:.1f} s |")
     return 0

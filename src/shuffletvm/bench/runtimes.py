@@ -1,0 +1,171 @@
+"""The runtimes `shuffletvm compare` measures, as a table of name -> preparer.
+
+A preparer gets the model, an example input, the thread count and a scratch folder, and returns a
+`Prepared`: a function from a numpy batch to numpy logits, plus a note (precision, what was skipped). It raises
+`Unavailable` when the runtime cannot run here (not installed, no GPU, no tuning log); compare reports that
+and goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Unavailable(Exception):
+    """This runtime cannot run here; the message says why."""
+
+
+@dataclass
+class Prepared:
+    run: Callable[[np.ndarray], np.ndarray]
+    note: str = ""
+
+
+@dataclass
+class Context:
+    model: Any  # torch.nn.Module, eval mode
+    name: str
+    example: np.ndarray
+    threads: int
+    workdir: Path
+    target: str = "x86"
+    log_dir: Path | None = None
+    _onnx: Path | None = None
+
+    def onnx_file(self) -> Path:
+        if self._onnx is None:
+            import torch
+
+            self._onnx = self.workdir / f"{self.name}.onnx"
+            torch.onnx.export(self.model, (torch.from_numpy(self.example),), str(self._onnx), dynamo=True,
+                              input_names=["input"], output_names=["logits"], opset_version=18)
+        return self._onnx
+
+
+def _tvm(ctx: Context, tuned: bool) -> Prepared:
+    from ..build import BuildConfig, build
+    from ..runtime import load
+
+    result = build(BuildConfig(
+        output=ctx.workdir / f"tvm_{'tuned' if tuned else 'untuned'}.so", model=ctx.name, target=ctx.target,
+        batch=ctx.example.shape[0], use_tuning_logs=tuned, log_dir=ctx.log_dir, stock_pipeline=not tuned,
+    ))
+    if tuned and result.kernels_tuned == 0:
+        raise Unavailable(f"no tuning records for this target (run `shuffletvm tune {ctx.name}`)")
+    module = load(result.path)
+    note = (f"{result.kernels_tuned}/{result.kernels_total} kernels tuned" if tuned
+            else "TVM's default Relax pipeline, no tuning")
+    return Prepared(module.run, note)
+
+
+def _torch_eager(ctx: Context) -> Prepared:
+    import torch
+
+    torch.set_num_threads(ctx.threads)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return ctx.model(torch.from_numpy(x)).numpy()
+
+    return Prepared(run, f"torch {torch.__version__}")
+
+
+def _torch_compile(ctx: Context) -> Prepared:
+    import torch
+
+    torch.set_num_threads(ctx.threads)
+    compiled = torch.compile(ctx.model)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return compiled(torch.from_numpy(x)).numpy()
+
+    run(ctx.example)  # compile outside the timed rounds
+    return Prepared(run, "inductor, default mode")
+
+
+def _onnxruntime(ctx: Context) -> Prepared:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise Unavailable("onnxruntime is not installed") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ctx.threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(ctx.onnx_file()), options, providers=["CPUExecutionProvider"])
+    return Prepared(lambda x: session.run(None, {"input": x})[0], f"onnxruntime {ort.__version__}, CPU EP")
+
+
+def _openvino(ctx: Context, precision: str | None) -> Prepared:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise Unavailable("openvino is not installed") from None
+    core = ov.Core()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": ctx.threads}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = core.compile_model(str(ctx.onnx_file()), "CPU", config)
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    actual = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+    if precision is None and actual == "f32":
+        raise Unavailable(f"its default precision here is already {actual} (the fp32 row covers it)")
+    request = compiled.create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
+
+    return Prepared(run, f"openvino {ov.__version__.split('-')[0]}, precision {actual}")
+
+
+def _torch_cuda(ctx: Context) -> Prepared:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise Unavailable("no CUDA GPU")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    model = ctx.model.cuda()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = model(torch.from_numpy(x).cuda())
+            return out.cpu().numpy()
+
+    return Prepared(run, "cuDNN fp32 (TF32 off), benchmark mode")
+
+
+def _tensorrt(ctx: Context) -> Prepared:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise Unavailable("TensorRT is not installed") from None
+    raise Unavailable("TensorRT runner not implemented yet")
+
+
+# name -> (preparer, vendor?, targets it applies to)
+RUNTIMES: dict[str, tuple[Callable[[Context], Prepared], bool, tuple[str, ...]]] = {
+    "tvm-tuned": (lambda c: _tvm(c, tuned=True), False, ("x86", "cuda")),
+    "tvm-untuned": (lambda c: _tvm(c, tuned=False), False, ("x86", "cuda")),
+    "pytorch": (_torch_eager, True, ("x86",)),
+    "torch-compile": (_torch_compile, True, ("x86",)),
+    "onnxruntime": (_onnxruntime, True, ("x86",)),
+    "openvino-fp32": (lambda c: _openvino(c, "f32"), True, ("x86",)),
+    "openvino-default": (lambda c: _openvino(c, None), True, ("x86",)),
+    "pytorch-cuda": (_torch_cuda, True, ("cuda",)),
+    "tensorrt": (_tensorrt, True, ("cuda",)),
+}
+
+
+def set_thread_env(threads: int) -> None:
+    """Thread counts that runtimes read once at start-up; call before any of them initialises."""
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -1,0 +1,139 @@
+"""Tuning logs: one MetaSchedule JSON database per target, under `tuning_logs/<target key>/`.
+
+MetaSchedule's records are not target-aware (a lookup matches the workload only), so each target gets its own
+folder, stamped with `target.json`; opening a folder stamped for another target is refused. The two JSON-lines
+files are appended one record at a time as tuning runs, so killing the tuner loses no finished record. A line
+that does not parse (a torn write, a hand edit) would make TVM's loader fail: `open_log` moves such lines to
+`<file>.rejected` — counted, kept, never deleted — before TVM reads the files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShuffleTVMError
+from ..fileio import write_text_atomic
+from ..targets import ResolvedTarget
+
+logger = logging.getLogger(__name__)
+
+WORKLOADS = "database_workload.json"
+RECORDS = "database_tuning_record.json"
+MANIFEST = "target.json"
+
+
+def default_log_root() -> Path:
+    """`tuning_logs/` of this checkout, or the copy shipped inside the package."""
+    env = os.environ.get("SHUFFLETVM_TUNING_LOGS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    checkout = here.parents[3] / "tuning_logs"
+    return checkout if checkout.is_dir() else here.parents[1] / "tuning_logs"
+
+
+@dataclass
+class TuningLog:
+    path: Path
+    target: ResolvedTarget
+    workloads: int = 0
+    records: int = 0
+    rejected: int = 0
+
+    @property
+    def workload_file(self) -> Path:
+        return self.path / WORKLOADS
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / RECORDS
+
+    def records_now(self) -> int:
+        if not self.record_file.exists():
+            return 0
+        return sum(1 for line in self.record_file.read_text(errors="replace").splitlines() if line.strip())
+
+    def database(self) -> Any:
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.database.JSONDatabase(
+            path_workload=str(self.workload_file), path_tuning_record=str(self.record_file),
+            allow_missing=True, module_equality="structural",
+        )
+
+
+def _manifest(target: ResolvedTarget) -> dict[str, Any]:
+    return {"key": target.log_key, "target": target.spec}
+
+
+def _clean_lines(path: Path, valid) -> tuple[int, int]:
+    """Keep the lines `valid` accepts; move the others to `path.rejected`. Returns (kept, rejected)."""
+    if not path.exists():
+        return 0, 0
+    text = path.read_text(errors="replace")
+    kept, rejected = [], []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            ok = valid(json.loads(line))
+        except (json.JSONDecodeError, TypeError, ValueError, IndexError, KeyError):
+            ok = False
+        (kept if ok else rejected).append(line)
+    if rejected:
+        with open(path.with_name(path.name + ".rejected"), "a") as f:
+            f.write("\n".join(rejected) + "\n")
+        write_text_atomic("".join(line + "\n" for line in kept), path)
+    elif not text.endswith("\n") and text:
+        write_text_atomic(text + "\n", path)  # a final line without newline would merge with the next append
+    return len(kept), len(rejected)
+
+
+def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = True) -> TuningLog:
+    """The tuning log for `target` under `root` (default: `tuning_logs/`), checked and cleaned."""
+    path = Path(root or default_log_root()) / target.log_key
+    manifest_file = path / MANIFEST
+    if path.exists() and not path.is_dir():
+        raise ShuffleTVMError(f"tuning log path '{path}' is a file, not a folder")
+    if manifest_file.exists():
+        try:
+            stamped = json.loads(manifest_file.read_text())
+        except json.JSONDecodeError:
+            raise ShuffleTVMError(f"'{manifest_file}' is corrupt; remove it if the folder is for {target.log_key}") from None
+        if stamped.get("key") != target.log_key:
+            raise ShuffleTVMError(
+                f"'{path}' holds records for target '{stamped.get('key')}', not '{target.log_key}'; "
+                "use another --log-dir"
+            )
+    elif path.exists() and any(path.iterdir()):
+        raise ShuffleTVMError(f"'{path}' holds files but no {MANIFEST}: not a shuffletvm tuning log; use another --log-dir")
+    log = TuningLog(path, target)
+    if not path.exists():
+        if not create:
+            return log
+        try:
+            path.mkdir(parents=True)
+        except OSError as err:
+            raise ShuffleTVMError(f"cannot create tuning log folder '{path}': {err.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        if create:
+            raise ShuffleTVMError(f"tuning log folder '{path}' is not writable; use another --log-dir")
+    elif not manifest_file.exists():
+        write_text_atomic(json.dumps(_manifest(target), indent=2) + "\n", manifest_file)
+
+    log.workloads, bad_workloads = _clean_lines(log.workload_file, lambda w: isinstance(w, list) and len(w) == 2)
+    workload_count = log.workloads
+
+    def valid_record(r: Any) -> bool:
+        return isinstance(r, list) and len(r) == 2 and 0 <= int(r[0]) < workload_count and isinstance(r[1], list)
+
+    log.records, bad_records = _clean_lines(log.record_file, valid_record)
+    log.rejected = bad_workloads + bad_records
+    if log.rejected:
+        logger.warning("%s: skipped %d corrupt or truncated line(s), kept in *.rejected", path, log.rejected)
+    return log

@@ -1,0 +1,107 @@
+"""A MetaSchedule measure callback that shows progress and enforces the run's limits.
+
+Progress: trials done of planned, the task just measured and its best latency, and the estimated end-to-end
+latency so far (sum over measured tasks of calls x best kernel time). Limits: a time budget, and a device that
+stops answering (every trial of several consecutive batches failing to run) ends the run instead of spinning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+from tvm.ir.utils import derived_object
+
+logger = logging.getLogger(__name__)
+
+DEAD_DEVICE_BATCHES = 3
+EXHAUSTED_ROUNDS = 3  # rounds in a row in which a task's search produced no new candidate
+
+
+@dataclass
+class TuneProgress:
+    names: list[str]
+    weights: list[int]
+    planned: int
+    deadline: float | None = None  # time.monotonic() value
+    emulated: bool = False
+    trials: int = 0
+    failed: int = 0
+    best_s: dict[int, float] = field(default_factory=dict)
+    stop_reason: str | None = None
+    _failed_batches: int = 0
+    _empty_rounds: dict[int, int] = field(default_factory=dict)
+    _last_error: str = ""
+    _bar: Any = None
+
+    def open(self) -> None:
+        from tqdm import tqdm
+
+        note = " [emulated device: timings prove the path, not speed]" if self.emulated else ""
+        self._bar = tqdm(total=self.planned, unit="trial", desc=f"tuning{note}", dynamic_ncols=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def estimate_ms(self) -> float:
+        return 1e3 * sum(self.weights[i] * s for i, s in self.best_s.items())
+
+    def update(self, scheduler: Any, task_id: int, runner_results: list[Any], local_id: int | None = None) -> None:
+        """`task_id` indexes `names`; `local_id` is the task's index in `scheduler` (the task scheduler that
+        measured it), when that differs."""
+        local_id = task_id if local_id is None else local_id
+        if not runner_results:  # the search found nothing new: a small space, exhausted
+            self._empty_rounds[task_id] = self._empty_rounds.get(task_id, 0) + 1
+            if self._empty_rounds[task_id] >= EXHAUSTED_ROUNDS and not scheduler.tasks_[local_id].is_terminated:
+                logger.debug("task %s exhausted its design space", self.names[task_id])
+                scheduler.terminate_task(local_id)
+            return
+        self._empty_rounds[task_id] = 0
+        ok = [r for r in runner_results if r.error_msg is None and r.run_secs]
+        self.trials += len(runner_results)
+        self.failed += len(runner_results) - len(ok)
+        for result in ok:
+            secs = sum(float(s) for s in result.run_secs) / len(result.run_secs)
+            if secs < self.best_s.get(task_id, float("inf")):
+                self.best_s[task_id] = secs
+        errors = [r.error_msg for r in runner_results if r.error_msg is not None]
+        if runner_results and len(errors) == len(runner_results):
+            self._failed_batches += 1
+            self._last_error = str(errors[-1]).strip().splitlines()[-1][:200] if str(errors[-1]).strip() else ""
+        else:
+            self._failed_batches = 0
+        if self._bar is not None:
+            self._bar.update(len(runner_results))
+            best = self.best_s.get(task_id)
+            best_text = f"best {1e3 * best:.3f} ms" if best else "no valid run yet"
+            self._bar.set_postfix_str(
+                f"[Task {task_id + 1:>2}/{len(self.names)}] {self.names[task_id][:28]} {best_text} | "
+                f"est. {self.estimate_ms():.2f} ms ({len(self.best_s)}/{len(self.names)} tasks)"
+            )
+        if self._failed_batches >= DEAD_DEVICE_BATCHES:
+            self.stop(scheduler, f"the device failed every trial of {DEAD_DEVICE_BATCHES} batches in a row "
+                                 f"(last error: {self._last_error or 'none reported'})")
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            self.stop(scheduler, "time budget reached")
+
+    def stop(self, scheduler: Any, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            logger.info("stopping: %s", reason)
+        for task_id, record in enumerate(scheduler.tasks_):
+            if not record.is_terminated:
+                scheduler.terminate_task(task_id)
+
+
+@derived_object
+class ProgressCallback(PyMeasureCallback):
+    def __init__(self, progress: TuneProgress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        self.progress.update(task_scheduler, task_id, list(runner_results))

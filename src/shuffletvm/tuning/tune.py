@@ -1,0 +1,188 @@
+"""`shuffletvm tune`: MetaSchedule with its XGBoost cost model, over the kernels of one or more models.
+
+Flow: import -> lower to TensorIR (`pipeline.lower_for_tuning`) -> extract and de-duplicate tasks -> skip what
+the target's log already covers -> tune data-movement kernels briefly, then compute kernels with the budget ->
+records appended to `tuning_logs/<target>/` as they are measured. CPU candidates are measured locally; `arm`
+(or any aarch64 target) candidates are cross-linked here and measured on a device behind an RPC tracker.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ShuffleTVMError
+from ..targets import ResolvedTarget, TargetOptions, resolve_target
+from .database import TuningLog, open_log
+from .pooled_builder import PooledBuilder
+from .progress import ProgressCallback, TuneProgress
+from .rpc import TrackerAddress, check_device
+from .tasks import TuneTask, count_done, extract_tasks
+
+logger = logging.getLogger(__name__)
+
+BUILDER_TIMEOUT_S = 600  # a builder worker's start-up alone can exceed LocalBuilder's default 30 s on 2 cores
+RUNNER_TIMEOUT_S = 120
+RPC_SESSION_TIMEOUT_S = 600  # candidates under qemu run thousands of times slower than on hardware
+UNBOUNDED_TRIALS = 1_000_000
+
+
+@dataclass
+class TuneConfig:
+    models: list[str]
+    target: str = "x86"
+    trials_per_task: int | None = None  # default: 8 when no time budget is given
+    time_budget_min: float | None = None
+    rpc_tracker: str | None = None  # HOST:PORT
+    rpc_key: str | None = None
+    log_dir: Path | None = None  # default: tuning_logs/
+    batch: int = 1
+    target_options: TargetOptions = field(default_factory=TargetOptions)
+    num_trials_per_iter: int = 16
+    seed: int = 0
+
+
+@dataclass
+class TuneResult:
+    log: TuningLog
+    tasks: list[TuneTask]
+    trials: int
+    failed: int
+    seconds: float
+    estimated_ms: float
+    stop_reason: str | None
+    skipped: int  # tasks the log already covered
+
+
+def export_aarch64(mod: Any) -> str:
+    """MetaSchedule export for aarch64 candidates: cross-link a .so on the host (the default .tar would need a
+    compiler on the device)."""
+    import os
+
+    from .. import tvm_compat
+    from ..targets import AARCH64_CXX
+
+    path = os.path.join(tempfile.mkdtemp(prefix="shuffletvm-ms-"), "candidate.so")
+    mod.export_library(path, fcompile=tvm_compat.cross_compiler(AARCH64_CXX))
+    return path
+
+
+def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | None:
+    if not config.models:
+        raise ShuffleTVMError("name at least one model to tune")
+    if config.trials_per_task is not None and config.trials_per_task <= 0:
+        raise ShuffleTVMError(f"--trials must be positive, got {config.trials_per_task}")
+    if config.time_budget_min is not None and config.time_budget_min <= 0:
+        raise ShuffleTVMError(f"--time-budget must be positive minutes, got {config.time_budget_min:g}")
+    if target.device == "cuda":
+        from ..targets import detect_cuda_arch
+
+        if detect_cuda_arch() is None:
+            raise ShuffleTVMError("tuning for cuda measures on a GPU, and there is none here; run it on a GPU machine")
+    if target.arch == "aarch64":
+        if not (config.rpc_tracker and config.rpc_key):
+            raise ShuffleTVMError(
+                "aarch64 candidates run on a device: pass --rpc-tracker HOST:PORT and --rpc-key KEY "
+                "(`shuffletvm device` starts an emulated one)"
+            )
+        tracker = TrackerAddress.parse(config.rpc_tracker)
+        check_device(tracker, config.rpc_key)
+        return tracker
+    if config.rpc_tracker or config.rpc_key:
+        raise ShuffleTVMError(f"--rpc-tracker/--rpc-key are for remote devices; {target.name} runs here")
+    return None
+
+
+def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None) -> tuple[Any, Any]:
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100 if tracker is None else 0,
+                                          enable_cpu_cache_flush=target.device == "cpu" and tracker is None)
+    workers = max(1, int(target.spec.get("num-cores", 2)) if target.device == "cpu" else 2)
+    if tracker is None:
+        builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S)
+        return builder, ms.runner.LocalRunner(timeout_sec=RUNNER_TIMEOUT_S, evaluator_config=evaluator)
+    builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, f_export=export_aarch64)
+    rpc_config = ms.runner.RPCConfig(tracker_host=tracker.host, tracker_port=tracker.port, tracker_key=key,
+                                     session_timeout_sec=RPC_SESSION_TIMEOUT_S)
+    return builder, ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=1)
+
+
+def _lowered(models: list[str], batch: int, target: Any) -> list[Any]:
+    from ..build import load_graph
+    from ..pipeline import lower_for_tuning
+
+    return [lower_for_tuning(load_graph(name, batch).mod, target) for name in models]
+
+
+def tune(config: TuneConfig) -> TuneResult:
+    from tvm.s_tir import meta_schedule as ms
+
+    target = resolve_target(config.target, config.target_options)
+    tracker = _validate(config, target)
+    log = open_log(target, config.log_dir)
+    database = log.database()
+    tvm_target = target.tvm_target()
+    tasks = extract_tasks(_lowered(config.models, config.batch, tvm_target), tvm_target)
+    count_done(tasks, database)
+
+    per_task = config.trials_per_task or (UNBOUNDED_TRIALS if config.time_budget_min else 8)
+    todo = [t for t in tasks if t.budget(per_task) > 0]
+    skipped = len(tasks) - len(todo)
+    logger.info("%d distinct kernels, %d covered by %s, %d to tune", len(tasks), skipped, log.path, len(todo))
+    started = time.monotonic()
+    progress = TuneProgress(
+        names=[t.name for t in todo], weights=[t.weight for t in todo],
+        planned=sum(min(t.budget(per_task), 10_000) for t in todo),
+        deadline=started + 60 * config.time_budget_min if config.time_budget_min else None,
+        emulated=tracker is not None and tracker.host in ("127.0.0.1", "localhost"),
+    )
+    if todo:
+        work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
+        builder, runner = _builder_runner(target, tracker, config.rpc_key)
+        progress.open()
+        try:
+            # Data-movement kernels first, with their small fixed budget and plain trace sampling (evolutionary
+            # search over a space of one or two candidates only burns time); then compute kernels.
+            groups = [([t for t in todo if not t.compute], "replay-trace"), ([t for t in todo if t.compute], "evolutionary")]
+            for group, strategy in groups:
+                if not group or progress.stop_reason:
+                    continue
+                contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                    [t.extracted for t in group], work_dir, strategy=strategy, seed=config.seed
+                )
+                offset = todo.index(group[0])
+                progress_cb = ProgressCallback(_Offset(progress, offset))
+                ms.tune_tasks(
+                    tasks=contexts, task_weights=weights, work_dir=work_dir,
+                    max_trials_global=sum(t.budget(per_task) for t in group),
+                    max_trials_per_task=max(t.budget(per_task) for t in group),
+                    num_trials_per_iter=config.num_trials_per_iter, builder=builder, runner=runner,
+                    database=database, cost_model="xgb",
+                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress_cb],
+                    task_scheduler="gradient",
+                )
+        finally:
+            progress.close()
+            builder.shutdown()
+            shutil.rmtree(work_dir, ignore_errors=True)
+    count_done(tasks, database)
+    if progress.stop_reason and progress.stop_reason != "time budget reached":
+        raise ShuffleTVMError(f"tuning stopped: {progress.stop_reason}; {log.records_now()} records kept in {log.path}")
+    return TuneResult(log, tasks, progress.trials, progress.failed, time.monotonic() - started,
+                      progress.estimate_ms(), progress.stop_reason, skipped)
+
+
+class _Offset:
+    """Maps a group's task ids onto the run-wide progress (groups are tuned by separate schedulers)."""
+
+    def __init__(self, progress: TuneProgress, offset: int) -> None:
+        self.progress, self.offset = progress, offset
+
+    def update(self, scheduler: Any, task_id: int, runner_results: list[Any]) -> None:
+        self.progress.update(scheduler, task_id + self.offset, runner_results, local_id=task_id)
