@@ -102,7 +102,7 @@ def compare(config: CompareConfig) -> CompareReport:
         raise ShuffleTVMError("--rounds, --runs and --batch must be at least 1")
     if config.target not in ("x86", "cuda"):
         raise ShuffleTVMError(f"compare measures on this machine: target x86 or cuda, not '{config.target}'")
-    threads = config.threads or _default_threads(config.target)
+    threads = config.threads if config.threads is not None else _default_threads(config.target)
     if threads < 1:
         raise ShuffleTVMError(f"--threads must be at least 1, got {threads}")
     set_thread_env(threads)
@@ -167,8 +167,8 @@ def plot(report: CompareReport, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("latency, ms (median; whiskers p10-p90)")
     ax.set_title(f"{report.model}, batch {report.batch}, {report.threads} threads ({report.target})")
-    for i, value in enumerate(medians):
-        ax.text(value, i, f" {value:.2f}", va="center")
+    for i, row in enumerate(rows):
+        ax.text(row.p90_ms, i, f"  {row.median_ms:.2f}", va="center")
     fig.tight_layout()
     with atomic_output(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rpc-key", metavar="KEY", help="device key at the tracker")
     parser.add_argument("--log-dir", type=Path, help="tuning log root (default: the repository's tuning_logs/)")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--kernels", metavar="REGEX", help="tune only kernels whose name matches (e.g. conv2d)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def execute(args: argparse.Namespace) -> int:
 
     result = tune(TuneConfig(
         models=args.models, target=args.target, trials_per_task=args.trials, time_budget_min=args.time_budget,
-        rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key, log_dir=args.log_dir, batch=args.batch,
+        rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key, log_dir=args.log_dir, batch=args.batch, kernels=args.kernels,
         target_options=target_options(args),
     ))
     emulated = " (emulated device: timings prove the path, not ARM speed)" if args.rpc_tracker and \

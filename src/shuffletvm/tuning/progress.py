@@ -25,7 +25,7 @@ EXHAUSTED_ROUNDS = 3  # rounds in a row in which a task's search produced no new
 class TuneProgress:
     names: list[str]
     weights: list[int]
-    planned: int
+    planned: int | None  # None: open-ended (a time budget)
     deadline: float | None = None  # time.monotonic() value
     emulated: bool = False
     trials: int = 0

@@ -9,6 +9,7 @@ records appended to `tuning_logs/<target>/` as they are measured. CPU candidates
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -43,6 +44,8 @@ class TuneConfig:
     log_dir: Path | None = None  # default: tuning_logs/
     batch: int = 1
     target_options: TargetOptions = field(default_factory=TargetOptions)
+    kernels: str | None = None  # regular expression: tune only kernels whose name matches
+    rpc_timeout_s: float = RPC_SESSION_TIMEOUT_S  # per batch on the device; a device that stops answering fails it
     num_trials_per_iter: int = 16
     seed: int = 0
 
@@ -98,8 +101,10 @@ def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | No
     return None
 
 
-def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None) -> tuple[Any, Any]:
+def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None,
+                    rpc_timeout_s: float) -> tuple[Any, Any]:
     from tvm.s_tir import meta_schedule as ms
+    from tvm.support.popen_pool import PopenPoolExecutor
 
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100 if tracker is None else 0,
                                           enable_cpu_cache_flush=target.device == "cpu" and tracker is None)
@@ -109,8 +114,13 @@ def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key:
         return builder, ms.runner.LocalRunner(timeout_sec=RUNNER_TIMEOUT_S, evaluator_config=evaluator)
     builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, f_export=export_aarch64)
     rpc_config = ms.runner.RPCConfig(tracker_host=tracker.host, tracker_port=tracker.port, tracker_key=key,
-                                     session_timeout_sec=RPC_SESSION_TIMEOUT_S)
-    return builder, ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=1)
+                                     session_timeout_sec=rpc_timeout_s)
+    runner = ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=1)
+    # RPCRunner's worker pool has no timeout: when the device dies, its tracker request blocks forever and so
+    # does the tuner. A pool with the session timeout turns that into a failed trial (a TimeoutError).
+    runner.pool.shutdown()
+    runner.pool = PopenPoolExecutor(max_workers=1, timeout=rpc_timeout_s)
+    return builder, runner
 
 
 def _lowered(models: list[str], batch: int, target: Any) -> list[Any]:
@@ -125,10 +135,18 @@ def tune(config: TuneConfig) -> TuneResult:
 
     target = resolve_target(config.target, config.target_options)
     tracker = _validate(config, target)
+    try:
+        pattern = re.compile(config.kernels or "")
+    except re.error as err:
+        raise ShuffleTVMError(f"--kernels is not a valid regular expression: {err}") from None
     log = open_log(target, config.log_dir)
     database = log.database()
     tvm_target = target.tvm_target()
     tasks = extract_tasks(_lowered(config.models, config.batch, tvm_target), tvm_target)
+    if config.kernels:
+        tasks = [t for t in tasks if pattern.search(t.name)]
+        if not tasks:
+            raise ShuffleTVMError(f"no kernel of {', '.join(config.models)} matches --kernels '{config.kernels}'")
     count_done(tasks, database)
 
     per_task = config.trials_per_task or (UNBOUNDED_TRIALS if config.time_budget_min else 8)
@@ -138,13 +156,13 @@ def tune(config: TuneConfig) -> TuneResult:
     started = time.monotonic()
     progress = TuneProgress(
         names=[t.name for t in todo], weights=[t.weight for t in todo],
-        planned=sum(min(t.budget(per_task), 10_000) for t in todo),
+        planned=None if config.time_budget_min else sum(t.budget(per_task) for t in todo),
         deadline=started + 60 * config.time_budget_min if config.time_budget_min else None,
         emulated=tracker is not None and tracker.host in ("127.0.0.1", "localhost"),
     )
     if todo:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
-        builder, runner = _builder_runner(target, tracker, config.rpc_key)
+        builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s)
         progress.open()
         try:
             # Data-movement kernels first, with their small fixed budget and plain trace sampling (evolutionary

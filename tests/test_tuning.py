@@ -1,0 +1,199 @@
+"""Tuning: tasks, per-target logs, resume and corruption handling, and short real tuning runs (x86 here, aarch64
+on the emulated RPC device). Real tuning here is a few trials: it proves the path, not the speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shuffletvm.errors import ShuffleTVMError
+from shuffletvm.targets import TargetOptions, resolve_target
+from shuffletvm.tuning.database import open_log
+from shuffletvm.tuning.tasks import count_done, extract_tasks
+from shuffletvm.tuning.tune import TuneConfig, _lowered, tune
+
+from .conftest import assert_user_error, cli
+
+X86 = resolve_target("x86")
+
+
+def _tasks(*models: str):
+    target = X86.tvm_target()
+    return extract_tasks(_lowered(list(models), 1, target), target)
+
+
+@pytest.fixture(scope="module")
+def tuned_log(tmp_path_factory) -> Path:
+    """A real tuning log: the three smallest compute kernels of V2 0.5x and one shuffle kernel, 2 trials each."""
+    root = tmp_path_factory.mktemp("logs")
+    result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=2, log_dir=root,
+                             kernels="fused_conv2d1_|fused_conv2d4_|^mean$|concatenate_reshape_transpose_reshape1$"))
+    assert result.trials >= 4 and result.failed == 0 and not result.stop_reason
+    assert result.log.records_now() >= 4
+    return root
+
+
+def test_tasks_are_deduplicated_across_models():
+    small, large = _tasks("shufflenet_v2_x0_5"), _tasks("shufflenet_v2_x1_0")
+    both = _tasks("shufflenet_v2_x0_5", "shufflenet_v2_x1_0")
+    shared = len(small) + len(large) - len(both)
+    assert shared >= 2  # the stem conv and the max pool at least
+    assert sum(t.weight for t in both) == sum(t.weight for t in small) + sum(t.weight for t in large)
+
+
+def test_data_movement_tasks_are_told_apart_and_capped():
+    tasks = _tasks("shufflenet_v2_x0_5")
+    shuffles = [t for t in tasks if "concatenate" in t.name]
+    convs = [t for t in tasks if "conv2d" in t.name]
+    assert shuffles and all(not t.compute for t in shuffles)
+    assert convs and all(t.compute for t in convs)
+    assert all(t.budget(64) == 1 for t in shuffles) and all(t.budget(64) == 64 for t in convs)
+
+
+def test_log_is_per_target_and_stamped(tmp_path):
+    log = open_log(X86, tmp_path)
+    stamp = json.loads((log.path / "target.json").read_text())
+    assert stamp["key"] == X86.log_key and log.path.name == X86.log_key
+    other = resolve_target("x86", TargetOptions(mcpu="skylake-avx512"))
+    shutil.copytree(log.path, tmp_path / other.log_key)
+    with pytest.raises(ShuffleTVMError, match="holds records for target"):
+        open_log(other, tmp_path)
+
+
+def test_foreign_folder_is_refused(tmp_path):
+    (tmp_path / X86.log_key).mkdir()
+    (tmp_path / X86.log_key / "notes.txt").write_text("mine")
+    with pytest.raises(ShuffleTVMError, match="not a shuffletvm tuning log"):
+        open_log(X86, tmp_path)
+
+
+def test_unwritable_log_dir():
+    with pytest.raises(ShuffleTVMError, match="cannot create tuning log folder"):
+        open_log(X86, Path("/proc/shuffletvm-logs"))
+
+
+def test_build_applies_log_and_reports_counts(tuned_log, tmp_path):
+    proc = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m.so"), "--log-dir", str(tuned_log))
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("| kernels |"))
+    tuned, total = (int(v) for v in line.split("|")[2].split(" from")[0].split(" of "))
+    assert 4 <= tuned < total
+    off = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m2.so"), "--log-dir", str(tuned_log),
+              "--no-tuning-logs")
+    assert "| kernels | 0 of" in off.stdout
+
+
+def test_tuned_build_keeps_parity(tuned_log, monkeypatch):
+    from shuffletvm.parity import ParityConfig, check_parity
+
+    monkeypatch.setenv("SHUFFLETVM_TUNING_LOGS", str(tuned_log))
+    report = check_parity(ParityConfig(model="shufflenet_v2_x0_5", seeds=2))
+    assert report.passed and all(r.top1_agree == 1.0 for r in report.rows)
+
+
+def test_resume_skips_what_the_log_covers(tuned_log):
+    log = open_log(X86, tuned_log)
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("mean", "fused_conv2d1_subtract1_divide1_multiply1_add2_relu1")]
+    count_done(tasks, log.database())
+    assert tasks and all(t.done_trials >= 1 for t in tasks)
+    before = log.records_now()
+    again = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=2, log_dir=tuned_log, kernels="^mean$"))
+    assert again.skipped == 1 and again.trials == 0 and again.log.records_now() == before
+
+
+def test_corrupt_and_truncated_lines_are_skipped_counted_and_kept(tuned_log, tmp_path):
+    root = tmp_path / "logs"
+    shutil.copytree(tuned_log, root)
+    records = root / X86.log_key / "database_tuning_record.json"
+    good = records.read_text().splitlines()
+    records.write_text("\n".join(good) + "\n{not json\n[99999, []]\n" + good[0][: len(good[0]) // 2])
+    log = open_log(X86, root)
+    assert log.rejected == 3 and log.records == len(good)
+    rejected = (root / X86.log_key / "database_tuning_record.json.rejected").read_text().splitlines()
+    assert len(rejected) == 3 and rejected[0] == "{not json"
+    assert len(log.database().get_all_tuning_records()) == len(good)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trials", "0"], "--trials must be positive"),
+        (["--time-budget", "0"], "--time-budget must be positive"),
+        (["--time-budget", "-3"], "--time-budget must be positive"),
+        (["--kernels", "no_such_kernel"], "matches --kernels"),
+        (["--kernels", "("], "not a valid regular expression"),
+        (["--target", "arm"], "pass --rpc-tracker"),
+        (["--target", "arm", "--rpc-tracker", "127.0.0.1:1", "--rpc-key", "k"], "no RPC tracker answers"),
+        (["--target", "arm", "--rpc-tracker", "nonsense", "--rpc-key", "k"], "HOST:PORT"),
+        (["--rpc-tracker", "127.0.0.1:9190", "--rpc-key", "k"], "runs here"),
+    ],
+)
+def test_tune_bad_input(tmp_path, args, message):
+    assert_user_error(cli("tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "-q", *args), message)
+
+
+def test_tune_log_dir_of_another_target(tmp_path):
+    other = resolve_target("x86", TargetOptions(mcpu="skylake-avx512"))
+    open_log(other, tmp_path)
+    (tmp_path / other.log_key).rename(tmp_path / X86.log_key)
+    proc = cli("tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "--trials", "1", "-q")
+    assert_user_error(proc, "holds records for target")
+
+
+# ---- aarch64 through a real RPC tracker and an emulated device -----------------------------------------------
+
+
+@pytest.mark.arm
+def test_arm_tuning_through_emulated_rpc_device(emulator, tmp_path):
+    from shuffletvm.tuning.rpc import EmulatedDevice
+
+    with EmulatedDevice(emulator=emulator) as device:
+        result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], target="arm", trials_per_task=2, log_dir=tmp_path,
+                                 rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="^mean$|fused_conv2d4_"))
+    assert result.trials >= 2 and result.failed == 0, result
+    log = open_log(resolve_target("arm"), tmp_path)
+    assert log.path.name.startswith("arm-") and log.records >= 2
+
+
+@pytest.mark.arm
+def test_arm_key_without_device(emulator):
+    from shuffletvm.tuning.rpc import EmulatedDevice
+
+    with EmulatedDevice(emulator=emulator) as device:
+        proc = cli("tune", "shufflenet_v2_x0_5", "--target", "arm", "--rpc-tracker", str(device.tracker),
+                   "--rpc-key", "raspberry-pi", "-q")
+    assert_user_error(proc, "no free device with key 'raspberry-pi'")
+
+
+@pytest.mark.arm
+def test_device_dying_mid_tune_stops_with_records_kept(emulator, tmp_path):
+    from shuffletvm.tuning.rpc import EmulatedDevice
+
+    device = EmulatedDevice(emulator=emulator).start()
+    records = tmp_path / resolve_target("arm").log_key / "database_tuning_record.json"
+
+    def kill_server_after_first_record() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if records.exists() and records.read_text().strip():
+                os.killpg(device._procs[-1].pid, 9)  # the RPC server and its worker die; the tracker stays
+                return
+            time.sleep(0.5)
+
+    killer = threading.Thread(target=kill_server_after_first_record, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(ShuffleTVMError, match="device failed every trial"):
+            tune(TuneConfig(models=["shufflenet_v2_x0_5"], target="arm", trials_per_task=8, log_dir=tmp_path,
+                            rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="concatenate|^mean$",
+                            rpc_timeout_s=20, num_trials_per_iter=1))
+    finally:
+        device.stop()
+    kept = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    assert kept, "finished records must survive"
