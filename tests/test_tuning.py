@@ -113,6 +113,10 @@ def test_corrupt_and_truncated_lines_are_skipped_counted_and_kept(tuned_log, tmp
     records = root / X86.log_key / "database_tuning_record.json"
     good = records.read_text().splitlines()
     records.write_text("\n".join(good) + "\n{not json\n[99999, []]\n" + good[0][: len(good[0]) // 2])
+    damaged = records.read_bytes()
+    readonly = open_log(X86, root, create=False)  # as a build opens it: nothing on disk changes
+    assert readonly.rejected == 3 and readonly.records == len(good) and records.read_bytes() == damaged
+    assert len(readonly.database().get_all_tuning_records()) == len(good)
     log = open_log(X86, root)
     assert log.rejected == 3 and log.records == len(good)
     rejected = (root / X86.log_key / "database_tuning_record.json.rejected").read_text().splitlines()
@@ -191,7 +195,7 @@ def test_device_dying_mid_tune_stops_with_records_kept(emulator, tmp_path):
     try:
         with pytest.raises(ShuffleTVMError, match="device failed every trial"):
             tune(TuneConfig(models=["shufflenet_v2_x0_5"], target="arm", trials_per_task=8, log_dir=tmp_path,
-                            rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="concatenate|^mean$",
+                            rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="^mean$|fused_conv2d4_",
                             rpc_timeout_s=20, num_trials_per_iter=1))
     finally:
         device.stop()

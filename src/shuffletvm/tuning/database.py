@@ -4,7 +4,9 @@ MetaSchedule's records are not target-aware (a lookup matches the workload only)
 folder, stamped with `target.json`; opening a folder stamped for another target is refused. The two JSON-lines
 files are appended one record at a time as tuning runs, so killing the tuner loses no finished record. A line
 that does not parse (a torn write, a hand edit) would make TVM's loader fail: `open_log` moves such lines to
-`<file>.rejected` — counted, kept, never deleted — before TVM reads the files.
+`<file>.rejected` — counted, kept, never deleted — before TVM reads the files. Opening a log only to build
+with it (`writable=False`) never touches the files: the valid lines are read into a private copy, so a build
+can run while a tuner appends.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ShuffleTVMError
 from ..fileio import write_text_atomic
@@ -44,6 +47,8 @@ class TuningLog:
     workloads: int = 0
     records: int = 0
     rejected: int = 0
+    writable: bool = True
+    _valid: tuple[list[str], list[str]] | None = None  # (workload lines, record lines) for a read-only log
 
     @property
     def workload_file(self) -> Path:
@@ -59,22 +64,33 @@ class TuningLog:
         return sum(1 for line in self.record_file.read_text(errors="replace").splitlines() if line.strip())
 
     def database(self) -> Any:
+        """MetaSchedule's JSON database over this log; for a read-only log, over a private copy of its valid
+        lines (the database reads everything when constructed, so the copy can go right after)."""
         from tvm.s_tir import meta_schedule as ms
 
-        return ms.database.JSONDatabase(
-            path_workload=str(self.workload_file), path_tuning_record=str(self.record_file),
-            allow_missing=True, module_equality="structural",
-        )
+        if self.writable:
+            return ms.database.JSONDatabase(
+                path_workload=str(self.workload_file), path_tuning_record=str(self.record_file),
+                allow_missing=True, module_equality="structural",
+            )
+        workloads, records = self._valid or ([], [])
+        with tempfile.TemporaryDirectory(prefix="shuffletvm-log-") as tmp:
+            (Path(tmp) / WORKLOADS).write_text("".join(line + "\n" for line in workloads))
+            (Path(tmp) / RECORDS).write_text("".join(line + "\n" for line in records))
+            return ms.database.JSONDatabase(
+                path_workload=str(Path(tmp) / WORKLOADS), path_tuning_record=str(Path(tmp) / RECORDS),
+                allow_missing=False, module_equality="structural",
+            )
 
 
 def _manifest(target: ResolvedTarget) -> dict[str, Any]:
     return {"key": target.log_key, "target": target.spec}
 
 
-def _clean_lines(path: Path, valid) -> tuple[int, int]:
-    """Keep the lines `valid` accepts; move the others to `path.rejected`. Returns (kept, rejected)."""
+def _split_lines(path: Path, valid: Callable[[Any], bool]) -> tuple[list[str], list[str], bool]:
+    """(lines `valid` accepts, the others, whether the file ends without a newline)."""
     if not path.exists():
-        return 0, 0
+        return [], [], False
     text = path.read_text(errors="replace")
     kept, rejected = [], []
     for line in text.splitlines():
@@ -85,17 +101,20 @@ def _clean_lines(path: Path, valid) -> tuple[int, int]:
         except (json.JSONDecodeError, TypeError, ValueError, IndexError, KeyError):
             ok = False
         (kept if ok else rejected).append(line)
+    return kept, rejected, bool(text) and not text.endswith("\n")
+
+
+def _rewrite(path: Path, kept: list[str], rejected: list[str]) -> None:
+    """Move rejected lines to `path.rejected` (appended) and leave `path` with the kept lines, newline-ended."""
     if rejected:
         with open(path.with_name(path.name + ".rejected"), "a") as f:
             f.write("\n".join(rejected) + "\n")
-        write_text_atomic("".join(line + "\n" for line in kept), path)
-    elif not text.endswith("\n") and text:
-        write_text_atomic(text + "\n", path)  # a final line without newline would merge with the next append
-    return len(kept), len(rejected)
+    write_text_atomic("".join(line + "\n" for line in kept), path)
 
 
 def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = True) -> TuningLog:
-    """The tuning log for `target` under `root` (default: `tuning_logs/`), checked and cleaned."""
+    """The tuning log for `target` under `root` (default: `tuning_logs/`), checked. With `create` (tuning) the
+    folder is made if missing and cleaned on disk; without (building) nothing on disk changes."""
     path = Path(root or default_log_root()) / target.log_key
     manifest_file = path / MANIFEST
     if path.exists() and not path.is_dir():
@@ -112,7 +131,7 @@ def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = Tr
             )
     elif path.exists() and any(path.iterdir()):
         raise ShuffleTVMError(f"'{path}' holds files but no {MANIFEST}: not a shuffletvm tuning log; use another --log-dir")
-    log = TuningLog(path, target)
+    log = TuningLog(path, target, writable=create)
     if not path.exists():
         if not create:
             return log
@@ -120,20 +139,27 @@ def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = Tr
             path.mkdir(parents=True)
         except OSError as err:
             raise ShuffleTVMError(f"cannot create tuning log folder '{path}': {err.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        if create:
+    if create:
+        if not os.access(path, os.W_OK | os.X_OK):
             raise ShuffleTVMError(f"tuning log folder '{path}' is not writable; use another --log-dir")
-    elif not manifest_file.exists():
-        write_text_atomic(json.dumps(_manifest(target), indent=2) + "\n", manifest_file)
+        if not manifest_file.exists():
+            write_text_atomic(json.dumps(_manifest(target), indent=2) + "\n", manifest_file)
 
-    log.workloads, bad_workloads = _clean_lines(log.workload_file, lambda w: isinstance(w, list) and len(w) == 2)
-    workload_count = log.workloads
+    workloads, bad_workloads, torn_w = _split_lines(log.workload_file, lambda w: isinstance(w, list) and len(w) == 2)
 
     def valid_record(r: Any) -> bool:
-        return isinstance(r, list) and len(r) == 2 and 0 <= int(r[0]) < workload_count and isinstance(r[1], list)
+        return isinstance(r, list) and len(r) == 2 and 0 <= int(r[0]) < len(workloads) and isinstance(r[1], list)
 
-    log.records, bad_records = _clean_lines(log.record_file, valid_record)
-    log.rejected = bad_workloads + bad_records
+    records, bad_records, torn_r = _split_lines(log.record_file, valid_record)
+    log.workloads, log.records, log.rejected = len(workloads), len(records), len(bad_workloads) + len(bad_records)
+    if log.writable:
+        if bad_workloads or torn_w:
+            _rewrite(log.workload_file, workloads, bad_workloads)
+        if bad_records or torn_r:
+            _rewrite(log.record_file, records, bad_records)
+    else:
+        log._valid = (workloads, records)
     if log.rejected:
-        logger.warning("%s: skipped %d corrupt or truncated line(s), kept in *.rejected", path, log.rejected)
+        logger.warning("%s: skipped %d corrupt or truncated line(s)%s", path, log.rejected,
+                       ", kept in *.rejected" if log.writable else "")
     return log

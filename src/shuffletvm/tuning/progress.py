@@ -21,6 +21,10 @@ DEAD_DEVICE_BATCHES = 3
 EXHAUSTED_ROUNDS = 3  # rounds in a row in which a task's search produced no new candidate
 
 
+class StopTuning(Exception):
+    """Raised from the measure callback to end a tuning run early."""
+
+
 @dataclass
 class TuneProgress:
     names: list[str]
@@ -58,7 +62,7 @@ class TuneProgress:
             self._empty_rounds[task_id] = self._empty_rounds.get(task_id, 0) + 1
             if self._empty_rounds[task_id] >= EXHAUSTED_ROUNDS and not scheduler.tasks_[local_id].is_terminated:
                 logger.debug("task %s exhausted its design space", self.names[task_id])
-                scheduler.terminate_task(local_id)
+                scheduler.terminate_task(local_id)  # no trial was added, so the scheduler will not do it too
             return
         self._empty_rounds[task_id] = 0
         ok = [r for r in runner_results if r.error_msg is None and r.run_secs]
@@ -89,12 +93,12 @@ class TuneProgress:
             self.stop(scheduler, "time budget reached")
 
     def stop(self, scheduler: Any, reason: str) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
-            logger.info("stopping: %s", reason)
-        for task_id, record in enumerate(scheduler.tasks_):
-            if not record.is_terminated:
-                scheduler.terminate_task(task_id)
+        """End the run: raised through MetaSchedule's C++ loop and caught by `tune`, after the database
+        callback has committed this batch. (Terminating tasks from here instead races the scheduler, which
+        terminates a task that reached its budget right after the callbacks, and fails a check.)"""
+        self.stop_reason = reason
+        logger.info("stopping: %s", reason)
+        raise StopTuning(reason)
 
 
 @derived_object

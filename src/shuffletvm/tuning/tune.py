@@ -176,15 +176,20 @@ def tune(config: TuneConfig) -> TuneResult:
                 )
                 offset = todo.index(group[0])
                 progress_cb = ProgressCallback(_Offset(progress, offset))
-                ms.tune_tasks(
-                    tasks=contexts, task_weights=weights, work_dir=work_dir,
-                    max_trials_global=sum(t.budget(per_task) for t in group),
-                    max_trials_per_task=max(t.budget(per_task) for t in group),
-                    num_trials_per_iter=config.num_trials_per_iter, builder=builder, runner=runner,
-                    database=database, cost_model="xgb",
-                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress_cb],
-                    task_scheduler="gradient",
-                )
+                try:
+                    ms.tune_tasks(
+                        tasks=contexts, task_weights=weights, work_dir=work_dir,
+                        max_trials_global=sum(t.budget(per_task) for t in group),
+                        max_trials_per_task=max(t.budget(per_task) for t in group),
+                        num_trials_per_iter=config.num_trials_per_iter, builder=builder, runner=runner,
+                        database=database, cost_model="xgb",
+                        # The default callbacks commit records to the database; ours runs after them.
+                        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress_cb],
+                        task_scheduler="gradient",
+                    )
+                except Exception:  # our StopTuning arrives wrapped in TVM's error type
+                    if progress.stop_reason is None:
+                        raise
         finally:
             progress.close()
             builder.shutdown()
