@@ -4,6 +4,8 @@ ARM hardware — a TVM RPC tracker on 127.0.0.1 and TVM's RPC server under qemu-
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import time
 
 
@@ -20,6 +22,8 @@ def execute(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ShuffleTVMError(f"--port must be 1-65535, got {args.port}")
+    # SIGTERM (kill, timeout, a service manager) must stop the tracker and server too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     device = EmulatedDevice(tracker_port=args.port or free_port(), key=args.key).start()
     print(f"emulated aarch64 device ready: --rpc-tracker {device.tracker} --rpc-key {device.key}")
     print("timings on it prove the path, not ARM speed; Ctrl-C stops it", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -149,13 +150,20 @@ class EmulatedDevice:
         raise ShuffleTVMError(message)
 
     def stop(self) -> None:
+        """Signal each process group, not just its leader: the tracker and the server each run a worker
+        process that would otherwise outlive them."""
         for proc in reversed(self._procs or []):
-            if proc.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
-                    os.killpg(proc.pid, 15)
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
                     proc.wait(timeout=10)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    os.killpg(proc.pid, 9)
+                except subprocess.TimeoutExpired:
+                    continue
+                if sig == signal.SIGTERM:
+                    time.sleep(0.5)  # let the group's other members act on SIGTERM before the SIGKILL sweep
         self._procs = []
 
     def __enter__(self) -> "EmulatedDevice":
