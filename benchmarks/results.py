@@ -30,25 +30,33 @@ HERE = Path(__file__).parent
 
 
 def kernel_profile(model: str, batch: int, top: int = 8) -> list[str]:
-    """The tuned module's slowest kernels, from the Relax VM's profiler."""
-    import tvm
-    import tvm.runtime.vm
+    """The tuned module's most expensive kernels: calls x best time measured by MetaSchedule (the tuning log's
+    top record per kernel). TVM 0.27's runtime VM has no per-kernel profiler."""
+    from shuffletvm.tuning.tasks import extract_tasks
+    from shuffletvm.tuning.tune import _lowered
 
-    with tempfile.TemporaryDirectory() as tmp:
-        result = build(BuildConfig(output=Path(tmp) / "m.so", model=model, batch=batch))
-        vm = tvm.runtime.vm.VirtualMachine(tvm_compat.load_module(str(result.path)), tvm.cpu(), profile=True)
-        x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(result.input_shape).astype("float32"))
-        for _ in range(3):
-            vm["main"](x)
-        report = json.loads(vm.profile("main", x).json())
-    calls: dict[str, float] = {}
-    for call in report["calls"]:
-        name = call["Name"]["string"]
-        calls[name] = calls.get(name, 0.0) + call["Duration (us)"]["microseconds"]
-    total = sum(calls.values())
-    lines = ["| kernel | us | share |", "|---|---:|---:|"]
-    for name, us in sorted(calls.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"| {name} | {us:.0f} | {us / total:.0%} |")
+    target = resolve_target("x86")
+    tvm_target = target.tvm_target()
+    database = open_log(target, create=False).database()
+    rows, untuned = [], 0
+    for task in extract_tasks(_lowered([model], batch, tvm_target), tvm_target):
+        workload_mod = task.extracted.dispatched[0]
+        best = None
+        if database.has_workload(workload_mod):
+            top_records = database.get_top_k(database.commit_workload(workload_mod), 1)
+            if top_records:
+                best = float(np.mean([float(s) for s in top_records[0].run_secs]))
+        if best is None:
+            untuned += 1
+            continue
+        rows.append((task.weight * best * 1e6, task))
+    total = sum(us for us, _ in rows)
+    lines = [f"Estimated kernel time {total / 1e3:.2f} ms (sum of calls x best measured time"
+             + (f"; {untuned} kernels without a record" if untuned else "") + "):", "",
+             "| kernel | kind | calls | us (all calls) | share |", "|---|---|---:|---:|---:|"]
+    for us, task in sorted(rows, key=lambda r: -r[0])[:top]:
+        kind = "compute" if task.compute else "data movement"
+        lines.append(f"| {task.name} | {kind} | {task.weight} | {us:.0f} | {us / total:.0%} |")
     return lines
 
 
@@ -76,8 +84,7 @@ def main() -> None:
                            f"{tuned.note} |")
         sections += [f"### {model}, batch {batch}", "", report.markdown(), ""]
         if tuned.median_ms:
-            sections += ["Slowest kernels of the tuned module (Relax VM profiler, one run):", "",
-                         *kernel_profile(model, batch), ""]
+            sections += [*kernel_profile(model, batch), ""]
     lines = [
         "# Tuned TVM vs untuned TVM vs vendor runtimes (x86)",
         "",

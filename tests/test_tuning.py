@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -201,3 +204,39 @@ def test_device_dying_mid_tune_stops_with_records_kept(emulator, tmp_path):
         device.stop()
     kept = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
     assert kept, "finished records must survive"
+
+
+# ---- stopping a tuner: Ctrl-C stops after the batch in flight, SIGKILL loses no finished record ----------------
+
+
+def _start_tune(log_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shuffletvm", "tune", "shufflenet_v2_x0_5", "--trials", "64", "--kernels", "fused_conv2d4_",
+         "--log-dir", str(log_dir), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for_records(records: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if records.exists() and records.read_text().strip():
+            return
+        time.sleep(0.5)
+    raise AssertionError("no record was written")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_stopping_the_tuner_keeps_every_finished_record(tmp_path, sig):
+    records = tmp_path / X86.log_key / "database_tuning_record.json"
+    proc = _start_tune(tmp_path)
+    try:
+        _wait_for_records(records, proc)
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    log = open_log(X86, tmp_path, create=False)
+    assert log.records >= 1 and log.rejected <= 1  # SIGKILL may tear the line being written; it is skipped
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert log.rejected == 0

@@ -36,6 +36,7 @@ class TuneProgress:
     failed: int = 0
     best_s: dict[int, float] = field(default_factory=dict)
     stop_reason: str | None = None
+    interrupted: bool = False
     _failed_batches: int = 0
     _empty_rounds: dict[int, int] = field(default_factory=dict)
     _last_error: str = ""
@@ -54,9 +55,20 @@ class TuneProgress:
     def estimate_ms(self) -> float:
         return 1e3 * sum(self.weights[i] * s for i, s in self.best_s.items())
 
+    def interrupt(self, *_signal_args: Any) -> None:
+        """SIGINT handler: stop after the batch in flight, whose records are then committed. A KeyboardInterrupt
+        raised at an arbitrary point would be swallowed by MetaSchedule's worker pools; a second Ctrl-C
+        aborts at once."""
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        logger.warning("stopping after the current batch (Ctrl-C again to abort now)")
+
     def update(self, scheduler: Any, task_id: int, runner_results: list[Any], local_id: int | None = None) -> None:
         """`task_id` indexes `names`; `local_id` is the task's index in `scheduler` (the task scheduler that
         measured it), when that differs."""
+        if self.interrupted:
+            self.stop(scheduler, "interrupted")
         local_id = task_id if local_id is None else local_id
         if not runner_results:  # the search found nothing new: a small space, exhausted
             self._empty_rounds[task_id] = self._empty_rounds.get(task_id, 0) + 1

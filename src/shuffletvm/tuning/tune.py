@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +166,8 @@ def tune(config: TuneConfig) -> TuneResult:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s)
         progress.open()
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous_handler = signal.signal(signal.SIGINT, progress.interrupt) if in_main_thread else None
         try:
             # Data-movement kernels first, with their small fixed budget and plain trace sampling (evolutionary
             # search over a space of one or two candidates only burns time); then compute kernels.
@@ -191,9 +195,14 @@ def tune(config: TuneConfig) -> TuneResult:
                     if progress.stop_reason is None:
                         raise
         finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous_handler)
             progress.close()
             builder.shutdown()
             shutil.rmtree(work_dir, ignore_errors=True)
+    if progress.stop_reason == "interrupted":
+        logger.warning("interrupted: %d records kept in %s; run the same command to resume", log.records_now(), log.path)
+        raise KeyboardInterrupt
     count_done(tasks, database)
     if progress.stop_reason and progress.stop_reason != "time budget reached":
         raise ShuffleTVMError(f"tuning stopped: {progress.stop_reason}; {log.records_now()} records kept in {log.path}")
