@@ -78,10 +78,10 @@ def main() -> None:
         best = report.best_vendor()
         tuned = next(r for r in report.rows if r.runtime == "tvm-tuned")
         untuned = next(r for r in report.rows if r.runtime == "tvm-untuned")
-        if best and tuned.median_ms:
-            summary.append(f"| {model} | {batch} | {tuned.median_ms:.2f} | {untuned.median_ms:.2f} | "
-                           f"{best.runtime} {best.median_ms:.2f} | {tuned.median_ms / best.median_ms:.2f}x | "
-                           f"{tuned.note} |")
+        tuned_ms = f"{tuned.median_ms:.2f}" if tuned.median_ms else "-"
+        ratio = f"{tuned.median_ms / best.median_ms:.2f}x" if tuned.median_ms and best else "-"
+        summary.append(f"| {model} | {batch} | {tuned_ms} | {untuned.median_ms:.2f} | "
+                       f"{best.runtime} {best.median_ms:.2f} | {ratio} | {tuned.note} |")
         sections += [f"### {model}, batch {batch}", "", report.markdown(), ""]
         if tuned.median_ms:
             sections += [*kernel_profile(model, batch), ""]

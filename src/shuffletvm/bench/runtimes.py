@@ -56,7 +56,8 @@ def _tvm(ctx: Context, tuned: bool) -> Prepared:
         batch=ctx.example.shape[0], use_tuning_logs=tuned, log_dir=ctx.log_dir, stock_pipeline=not tuned,
     ))
     if tuned and result.kernels_tuned == 0:
-        raise Unavailable(f"no tuning records for this target (run `shuffletvm tune {ctx.name}`)")
+        batch = ctx.example.shape[0]
+        raise Unavailable(f"no tuning record covers its kernels (run `shuffletvm tune {ctx.name} --batch {batch}`)")
     module = load(result.path)
     note = (f"{result.kernels_tuned}/{result.kernels_total} kernels tuned" if tuned
             else "TVM's default Relax pipeline, no tuning")
