@@ -9,9 +9,7 @@ Everything is measured in this one run, on this machine, with the tuning log in 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +17,6 @@ import numpy as np
 
 from shuffletvm import tvm_compat
 from shuffletvm.bench.compare import CompareConfig, compare, plot
-from shuffletvm.build import BuildConfig, build
 from shuffletvm.fileio import write_text_atomic
 from shuffletvm.targets import resolve_target
 from shuffletvm.tuning.database import open_log

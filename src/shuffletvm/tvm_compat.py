@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
