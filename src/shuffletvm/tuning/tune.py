@@ -175,9 +175,7 @@ def tune(config: TuneConfig) -> TuneResult:
             for group, strategy in groups:
                 if not group or progress.stop_reason:
                     continue
-                contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                    [t.extracted for t in group], work_dir, strategy=strategy, seed=config.seed
-                )
+                contexts, weights = _tune_contexts(group, strategy, config.seed)
                 offset = todo.index(group[0])
                 progress_cb = ProgressCallback(_Offset(progress, offset))
                 try:
@@ -208,6 +206,24 @@ def tune(config: TuneConfig) -> TuneResult:
         raise ShuffleTVMError(f"tuning stopped: {progress.stop_reason}; {log.records_now()} records kept in {log.path}")
     return TuneResult(log, tasks, progress.trials, progress.failed, time.monotonic() - started,
                       progress.estimate_ms(), progress.stop_reason, skipped)
+
+
+def _tune_contexts(group: list[TuneTask], strategy: str, seed: int) -> tuple[list[Any], list[float]]:
+    """MetaSchedule tune contexts for `group`, each with a plain Python logger. (`extracted_tasks_to_tune_contexts`
+    builds its loggers by re-parameterising the process's logging configuration, which breaks as soon as any
+    handler there is unnamed, e.g. under pytest.)"""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.utils import fork_seed
+
+    contexts = [
+        ms.TuneContext(
+            mod=task.extracted.dispatched[0], target=task.extracted.target, space_generator="post-order-apply",
+            search_strategy=strategy, task_name=task.name, rand_state=rand_state, num_threads="physical",
+            logger=logging.getLogger(f"tvm.s_tir.meta_schedule.task.{task.name}"),
+        ).clone()
+        for task, rand_state in zip(group, fork_seed(seed, n=len(group)))
+    ]
+    return contexts, [float(task.weight) for task in group]  # calls summed over all the models tuned
 
 
 class _Offset:
