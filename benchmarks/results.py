@@ -29,7 +29,7 @@ HERE = Path(__file__).parent
 def kernel_profile(model: str, batch: int, top: int = 8) -> list[str]:
     """The tuned module's most expensive kernels: calls x best time measured by MetaSchedule (the tuning log's
     top record per kernel). TVM 0.27's runtime VM has no per-kernel profiler."""
-    from shuffletvm.tuning.tasks import extract_tasks
+    from shuffletvm.tuning.tasks import extract_tasks, records_for
     from shuffletvm.tuning.tune import _lowered
 
     target = resolve_target("x86")
@@ -37,15 +37,11 @@ def kernel_profile(model: str, batch: int, top: int = 8) -> list[str]:
     database = open_log(target, create=False).database()
     rows, untuned = [], 0
     for task in extract_tasks(_lowered([model], batch, tvm_target), tvm_target):
-        workload_mod = task.extracted.dispatched[0]
-        best = None
-        if database.has_workload(workload_mod):
-            top_records = database.get_top_k(database.commit_workload(workload_mod), 1)
-            if top_records:
-                best = float(np.mean([float(s) for s in top_records[0].run_secs]))
-        if best is None:
+        best_records = records_for(task, database, 1)
+        if not best_records:
             untuned += 1
             continue
+        best = float(np.mean([float(s) for s in best_records[0].run_secs]))
         rows.append((task.weight * best * 1e6, task))
     total = sum(us for us, _ in rows)
     lines = [f"Estimated kernel time {total / 1e3:.2f} ms (sum of calls x best measured time"

@@ -60,12 +60,15 @@ def extract_tasks(mods: list[Any], target: Any) -> list[TuneTask]:
     return sorted(by_hash.values(), key=lambda t: (not t.compute, -t.flops * t.weight))
 
 
+def records_for(task: TuneTask, database: Any, k: int = 1 << 20) -> list[Any]:
+    """The database's best `k` valid records for the task's workload, fastest first (none if it is unknown)."""
+    workload_mod = task.extracted.dispatched[0]
+    if not database.has_workload(workload_mod):
+        return []
+    return list(database.get_top_k(database.commit_workload(workload_mod), k))
+
+
 def count_done(tasks: list[TuneTask], database: Any) -> None:
     """Set each task's `done_trials` from the valid records the database already holds for its workload."""
     for task in tasks:
-        workload_mod = task.extracted.dispatched[0]
-        if not database.has_workload(workload_mod):
-            task.done_trials = 0
-            continue
-        workload = database.commit_workload(workload_mod)
-        task.done_trials = len(database.get_top_k(workload, 1 << 20))
+        task.done_trials = len(records_for(task, database))
