@@ -54,6 +54,8 @@ class BuildResult:
     kernels_total: int = 0
     kernels_tuned: int = 0  # kernels whose schedule came from the tuning log
     tuning_log: Path | None = None
+    kernels_hand: int = 0  # hand-written kernels inserted by the graph passes
+    pass_counts: dict[str, int] = field(default_factory=dict)  # how often each shuffletvm pass fired
 
     @property
     def size_bytes(self) -> int:
@@ -135,13 +137,17 @@ def build(config: BuildConfig) -> BuildResult:
     options = PipelineOptions(dump_dir=config.dump_dir, database=database, stock=config.stock_pipeline)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
-    total, tuned = options.stats.get("kernels", 0), options.stats.get("kernels_tuned", 0)
-    logger.info("compiled for %s in %.1f s: %d of %d kernels from %s, %d with default schedules", target.name,
-                compile_s, tuned, total, log_path or "no tuning log", total - tuned)
+    stats = options.stats
+    total, tuned, hand = stats["kernels"], stats["kernels_tuned"], stats["kernels_hand"]
+    passes = {k: v for k, v in stats.items() if not k.startswith("kernels")}
+    logger.info("compiled for %s in %.1f s: %d kernels: %d from %s, %d hand-written, %d with default schedules",
+                target.name, compile_s, total, tuned, log_path or "no tuning log", hand, total - tuned - hand)
+    if passes:
+        logger.info("graph passes: %s", ", ".join(f"{k} {v}" for k, v in sorted(passes.items())))
 
     start = time.perf_counter()
     export_atomic(executable, output, target)
     export_s = time.perf_counter() - start
     logger.info("wrote %s (%.1f MB) in %.1f s", output, output.stat().st_size / 1e6, export_s)
     return BuildResult(output, graph.name, target, graph.input_shape, output_shape, import_s, compile_s, export_s,
-                       total, tuned, log_path)
+                       total, tuned, log_path, hand, passes)

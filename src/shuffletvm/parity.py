@@ -62,6 +62,7 @@ class ParityReport:
     build_s: float
     note: str = ""
     latency_ms: float | None = None  # median, when timed
+    pass_counts: dict[str, int] = field(default_factory=dict)  # graph passes that fired in the build
 
     @property
     def max_rel_err(self) -> float:
@@ -172,7 +173,8 @@ def check_parity(config: ParityConfig) -> ParityReport:
     rows = [compare_outputs(seed, out, ref) for seed, (out, ref) in enumerate(zip(outs, refs))]
     note = "ran under qemu-user (emulated aarch64)" if runs_emulated(result.target.arch) else ""
     return ParityReport(
-        config.model, result.target.name, config.frontend, config.rtol, rows, build_s, note, latency_ms
+        config.model, result.target.name, config.frontend, config.rtol, rows, build_s, note, latency_ms,
+        result.pass_counts,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import tvm
 from tvm import relax
 
 from . import tvm_compat
+from .passes import FoldBatchNorm, FuseConcatShuffleSplit
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +34,9 @@ class PipelineOptions:
     database: Any = None
     # TVM's default pipeline as it ships, without shuffletvm's phases: the "untuned TVM" baseline.
     stock: bool = False
-    # Filled in while the pipeline runs: "kernels" (TensorIR functions) and "kernels_tuned" (found in database).
-    stats: dict[str, int] = field(default_factory=dict)
+    # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
+    # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
+    stats: Counter = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,14 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
     return [
         # Route ops to libraries (sampling, sort/scan); nothing in ShuffleNet uses them.
         Phase("library-dispatch", tvm.transform.Sequential(stock["library_dispatch"])),
-        # Inference-mode BatchNorm as multiply-add (which fuses into the producing conv), as TVM's own
-        # tuning pipeline does; ShuffleNet graph rewrites (BN folding, shuffle fusion and folding) join here.
-        Phase("graph-optimize", tvm.transform.Sequential(
-            [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
-        )),
+        # ShuffleNet graph rewrites (see passes/README.md): BatchNorm into conv weights; concat + channel
+        # shuffle + split as one hand-written data-movement kernel. Any BatchNorm left becomes a multiply-add.
+        Phase("graph-optimize", tvm.transform.Sequential([
+            FoldBatchNorm(options.stats),
+            FuseConcatShuffleSplit(options.stats),
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.CanonicalizeBindings(),
+        ])),
         # Relax ops -> TensorIR, operator fusion; on GPU targets also dlight's default thread bindings.
         Phase("legalize", tvm.transform.Sequential(stock["legalize"])),
         # Tuning records replace default kernels here (hand-written schedules join them in this phase).
@@ -81,6 +87,7 @@ def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:
         target = tvm.target.Target.current()
         kernels = [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
         options.stats["kernels"] = len(kernels)
+        options.stats["kernels_hand"] = sum(bool(f.attrs.get("tirx.is_scheduled", False)) for _, f in kernels)
         options.stats["kernels_tuned"] = sum(
             options.database.query_tuning_record(_normalize_mod(f), target, gv.name_hint) is not None
             for gv, f in kernels

@@ -142,3 +142,20 @@ def to_tvm_tensor(array: Any, device: Any) -> Any:
     import tvm
 
     return tvm.runtime.tensor(array, device)
+
+
+def tir_expr_classes() -> dict[str, type]:
+    """TIR expression classes: 0.27 moved them into `tvm.ir` (a buffer load is `tvm.ir.expr.TensorLoad`;
+    `tirx.BufferLoad` is a constructor function, not a class) and block statements into `tvm.s_tir`."""
+    import tvm.ir.expr
+    import tvm.ir.prim.expr
+    from tvm import s_tir, tirx
+
+    return {
+        "load": tvm.ir.expr.TensorLoad, "call": tvm.ir.expr.Call, "select": tvm.ir.prim.expr.Select,
+        "imm": (tvm.ir.prim.expr.IntImm, tvm.ir.prim.expr.FloatImm), "store": tirx.BufferStore,
+        "seq": tirx.SeqStmt, "if": tirx.IfThenElse, "block_realize": s_tir.SBlockRealize, "block": s_tir.SBlock,
+    }
+
+
+IF_THEN_ELSE = "prim.if_then_else"  # 0.27's name for TIR's lazy select (was tir.if_then_else)

@@ -39,8 +39,9 @@ def execute(args: argparse.Namespace) -> int:
     print(f"| target | {result.target.name}: {result.target.json()} |")
     print(f"| input | {result.input_shape} float32 |")
     print(f"| output | {result.output_shape} |")
-    print(f"| kernels | {result.kernels_tuned} of {result.kernels_total} from tuning log "
-          f"{result.tuning_log or '(none for this target)'}, {result.kernels_total - result.kernels_tuned} default |")
+    default = result.kernels_total - result.kernels_tuned - result.kernels_hand
+    print(f"| kernels | {result.kernels_total}: {result.kernels_tuned} from tuning log "
+          f"{result.tuning_log or '(none for this target)'}, {result.kernels_hand} hand-written, {default} default |")
     print(f"| size | {result.size_bytes / 1e6:.1f} MB |")
     print(f"| time | import {result.import_s:.1f} s, compile {result.compile_s:.1f} s, export {result.export_s:.1f} s |")
     return 0

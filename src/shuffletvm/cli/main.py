@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "build": "compile a model into a self-contained .so for x86, arm or cuda",
     "run": "run a built .so on an input .npy with the TVM runtime alone",
     "parity": "compare a compiled model with PyTorch on seeded inputs",
+    "inspect": "operator and kernel counts and bytes moved by data movement after each pipeline phase",
     "tune": "auto-tune a model's kernels with MetaSchedule; records go to tuning_logs/<target>/",
     "device": "start an emulated aarch64 device (RPC tracker + server under qemu) for ARM tuning",
     "compare": "measure tuned and untuned TVM against PyTorch, ONNX Runtime and OpenVINO side by side",

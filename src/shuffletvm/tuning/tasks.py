@@ -5,7 +5,8 @@ will look them up. MetaSchedule's database identifies a workload by structural h
 models share (V2 0.5x and 1.0x share their stem, for instance) is one workload: a task whose workload already
 has enough valid records in the target's database is skipped.
 
-Data-movement kernels (concat, reshape, transpose, split, element-wise BatchNorm/ReLU) have a design space of
+Hand-written kernels that the graph passes insert (the fused concat/shuffle/split) are already scheduled and
+are not tasks. Other data-movement kernels (padding, element-wise ops left unfused) have a design space of
 one candidate; MetaSchedule cannot spend a per-task budget on them and its scheduler then keeps picking them
 without progress (0 new samples each round). They get `DATA_MOVEMENT_TRIALS` trial, in a pass of their own.
 """
@@ -39,6 +40,11 @@ def _has_reduction(mod: Any) -> bool:
     return anchor is not None and any(int(iv.iter_type) == 2 for iv in anchor.iter_vars)  # 2: CommReduce
 
 
+def _hand_written(mod: Any) -> bool:
+    """Kernels a shuffletvm pass inserted already scheduled (`tirx.is_scheduled`): nothing to tune."""
+    return any(bool(f.attrs.get("tirx.is_scheduled", False)) for f in mod.functions.values() if f.attrs is not None)
+
+
 def extract_tasks(mods: list[Any], target: Any) -> list[TuneTask]:
     """Distinct tasks across `mods` (already lowered for tuning); weights add up across models."""
     import tvm_ffi
@@ -49,6 +55,8 @@ def extract_tasks(mods: list[Any], target: Any) -> list[TuneTask]:
     for mod in mods:
         for extracted in ms.relax_integration.extract_tasks(mod, target):
             workload = extracted.dispatched[0]
+            if _hand_written(workload):
+                continue
             key = int(tvm_ffi.structural_hash(workload))
             if key in by_hash:
                 by_hash[key].weight += int(extracted.weight)

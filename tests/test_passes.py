@@ -1,0 +1,313 @@
+"""The graph passes: Before/Expected structure, near misses left alone, numbers, and counters that prove
+they fired. (Every one of the 24 variants goes through them in test_parity.py.)"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+from shuffletvm.kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
+from shuffletvm.passes import FoldBatchNorm, FuseConcatShuffleSplit
+from shuffletvm.targets import resolve_target
+
+TARGET = resolve_target("x86").tvm_target()
+RNG = np.random.default_rng(0)
+
+
+def _t(*shape: int) -> relax.TensorType:
+    return relax.TensorType(shape, "float32")
+
+
+def _const(*shape: int, positive: bool = False) -> relax.Constant:
+    values = RNG.standard_normal(shape).astype(np.float32)
+    return relax.const(np.abs(values) + 0.5 if positive else values)
+
+
+def _module(inputs: list[relax.Var], body) -> tvm.IRModule:
+    """`main(inputs)` whose dataflow block is whatever `body(bb, *inputs)` emits; returns its last value."""
+    bb = relax.BlockBuilder()
+    with bb.function("main", inputs):
+        with bb.dataflow():
+            out = bb.emit_output(body(bb, *inputs))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _run(mod: tvm.IRModule, *args: np.ndarray) -> list[np.ndarray]:
+    import tvm.runtime.vm  # noqa: F401
+
+    executable = relax.build(mod, target=TARGET)
+    vm = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())
+    out = vm["main"](*(tvm.runtime.tensor(a) for a in args))
+    return [o.numpy() for o in out] if isinstance(out, tvm.ir.Array) or hasattr(out, "__len__") and not hasattr(out, "numpy") else [out.numpy()]
+
+
+def _apply(pass_cls, mod: tvm.IRModule) -> tuple[tvm.IRModule, Counter]:
+    counters: Counter = Counter()
+    with TARGET:
+        return pass_cls(counters)(mod), counters
+
+
+def _ops(mod: tvm.IRModule) -> Counter:
+    ops: Counter = Counter()
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            ops[expr.op.name] += 1
+
+    relax.analysis.post_order_visit(mod["main"].body, visit)
+    return ops
+
+
+# ---------------------------------------------------------------------------------------------- FoldBatchNorm
+
+def _conv_bn_parts(cout: int = 6, cin: int = 4):
+    weight = _const(cout, cin, 3, 3)
+    gamma, beta, mean = _const(cout), _const(cout), _const(cout)
+    var = _const(cout, positive=True)
+    return weight, gamma, beta, mean, var
+
+
+def test_fold_batch_norm_before_expected():
+    weight, gamma, beta, mean, var = _conv_bn_parts()
+    x = relax.Var("x", _t(1, 4, 8, 8))
+
+    def before(bb, x):
+        conv = bb.emit(relax.op.nn.conv2d(x, weight, padding=1))
+        bn = bb.emit(relax.op.nn.batch_norm(conv, gamma, beta, mean, var, axis=1, epsilon=1e-5, training=False))
+        return relax.op.nn.relu(bb.emit(relax.TupleGetItem(bn, 0)))
+
+    scale = gamma.value.numpy().astype(np.float64) / np.sqrt(var.value.numpy().astype(np.float64) + 1e-5)
+    folded_w = (weight.value.numpy() * scale[:, None, None, None]).astype(np.float32)
+    folded_b = (beta.value.numpy() - mean.value.numpy() * scale).astype(np.float32).reshape(1, -1, 1, 1)
+
+    def expected(bb, x):
+        conv = bb.emit(relax.op.nn.conv2d(x, relax.const(folded_w), padding=1))
+        return relax.op.nn.relu(bb.emit(relax.op.add(conv, relax.const(folded_b))))
+
+    x_expected = relax.Var("x", _t(1, 4, 8, 8))
+    mod = _module([x], before)
+    after, counters = _apply(FoldBatchNorm, mod)
+    after = relax.transform.DeadCodeElimination()(after)
+    tvm.ir.assert_structural_equal(after, _module([x_expected], expected))
+    assert counters["FoldBatchNorm"] == 1 and "relax.nn.batch_norm" not in _ops(after)
+
+    data = RNG.standard_normal((1, 4, 8, 8)).astype(np.float32)
+    with TARGET:
+        reference = _run(relax.transform.DecomposeOpsForInference()(mod), data)[0]
+    np.testing.assert_allclose(_run(after, data)[0], reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["after-relu", "training", "non-constant-gamma", "nhwc-axis"])
+def test_fold_batch_norm_near_misses_unchanged(case):
+    weight, gamma, beta, mean, var = _conv_bn_parts()
+    x = relax.Var("x", _t(1, 4, 8, 8))
+    g = relax.Var("g", _t(6))
+    inputs = [x, g] if case == "non-constant-gamma" else [x]
+
+    def body(bb, x, *rest):
+        producer = bb.emit(relax.op.nn.conv2d(x, weight, padding=1))
+        if case == "after-relu":
+            producer = bb.emit(relax.op.nn.relu(producer))
+        bn = bb.emit(relax.op.nn.batch_norm(
+            producer, rest[0] if rest else gamma, beta, mean, var, axis=1, epsilon=1e-5,
+            training=case == "training",
+        ))
+        return relax.TupleGetItem(bn, 0)
+
+    mod = _module(inputs, body)
+    if case == "nhwc-axis":  # a BatchNorm over axis 3 of the NCHW conv output is not foldable
+        x = relax.Var("x", _t(1, 4, 6, 6))
+        w6 = _const(6, 4, 3, 3)
+        mod = _module([x], lambda bb, x: relax.TupleGetItem(bb.emit(relax.op.nn.batch_norm(
+            bb.emit(relax.op.nn.conv2d(x, w6, padding=1)), gamma, beta, mean, var, axis=3, training=False)), 0))
+    after, counters = _apply(FoldBatchNorm, mod)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["FoldBatchNorm"] == 0
+
+
+# -------------------------------------------------------------------------------------- FuseConcatShuffleSplit
+
+def _shuffle(bb, x, groups: int, axes=(0, 2, 1, 3, 4)):
+    n, c, h, w = (int(v) for v in x.ty.shape.values)
+    grouped = bb.emit(relax.op.reshape(x, (n, groups, c // groups, h, w)))
+    transposed = bb.emit(relax.op.permute_dims(grouped, list(axes)))
+    return bb.emit(relax.op.reshape(transposed, (n, c, h, w)))
+
+
+def _v2_unit_tail(bb, a, b, *, split: str = "split"):
+    """V2's concat -> shuffle(2) -> split as torch.export ("split") or the ONNX importer ("slices") emit it."""
+    shuffled = _shuffle(bb, bb.emit(relax.op.concat([a, b], axis=1)), 2)
+    channels = int(shuffled.ty.shape.values[1])
+    if split == "split":
+        parts = bb.emit(relax.op.split(shuffled, [channels // 2], axis=1))
+        first, second = bb.emit(relax.TupleGetItem(parts, 0)), bb.emit(relax.TupleGetItem(parts, 1))
+    else:
+        first = bb.emit(relax.op.strided_slice(shuffled, [1], [0], [channels // 2]))
+        second = bb.emit(relax.op.strided_slice(shuffled, [1], [channels // 2], [channels]))
+    return relax.op.add(first, relax.op.nn.relu(second))
+
+
+def _reference_v2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    cat = np.concatenate([a, b], axis=1)
+    n, c, h, w = cat.shape
+    shuffled = cat.reshape(n, 2, c // 2, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+    return shuffled[:, : c // 2] + np.maximum(shuffled[:, c // 2:], 0)
+
+
+@pytest.mark.parametrize("split", ["split", "slices"])
+def test_fuse_concat_shuffle_split_before_expected(split):
+    a, b = relax.Var("a", _t(1, 6, 5, 5)), relax.Var("b", _t(1, 6, 5, 5))
+    mod = _module([a, b], lambda bb, a, b: _v2_unit_tail(bb, a, b, split=split))
+    after, counters = _apply(FuseConcatShuffleSplit, mod)
+
+    a2, b2 = relax.Var("a", _t(1, 6, 5, 5)), relax.Var("b", _t(1, 6, 5, 5))
+    bb = relax.BlockBuilder()
+    halves = ((0, 6), (6, 12))
+    specs = [ShuffleSpec(1, 5, 5, (6, 6), 2, halves)] if split == "split" else [
+        ShuffleSpec(1, 5, 5, (6, 6), 2, (r,)) for r in halves]
+    with bb.function("main", [a2, b2]):
+        with bb.dataflow():
+            kernels = [bb.add_func(concat_shuffle_split(spec, TARGET), "concat_shuffle_split") for spec in specs]
+            if split == "split":
+                parts = bb.emit(relax.call_tir(kernels[0], [a2, b2], [_t(1, 6, 5, 5), _t(1, 6, 5, 5)]))
+                first, second = bb.emit(relax.TupleGetItem(parts, 0)), bb.emit(relax.TupleGetItem(parts, 1))
+            else:
+                first = bb.emit(relax.call_tir(kernels[0], [a2, b2], _t(1, 6, 5, 5)))
+                second = bb.emit(relax.call_tir(kernels[1], [a2, b2], _t(1, 6, 5, 5)))
+            out = bb.emit_output(relax.op.add(first, relax.op.nn.relu(second)))
+        bb.emit_func_output(out)
+    expected = bb.get()
+    after = relax.transform.DeadCodeElimination()(after)
+    tvm.ir.assert_structural_equal(after, expected, map_free_vars=True)
+    assert counters["FuseConcatShuffleSplit"] == (1 if split == "split" else 2)
+    assert counters["FuseConcatShuffleSplit.bytes"] == 2 * 12 * 25 * 4
+    assert not {"relax.concat", "relax.permute_dims", "relax.split", "relax.strided_slice"} & set(_ops(after))
+
+    xa, xb = (RNG.standard_normal((1, 6, 5, 5)).astype(np.float32) for _ in range(2))
+    np.testing.assert_array_equal(_run(after, xa, xb)[0], _reference_v2(xa, xb))
+
+
+def test_fuse_v1_standalone_shuffle():
+    x = relax.Var("x", _t(1, 12, 4, 4))
+    mod = _module([x], lambda bb, x: relax.op.nn.relu(_shuffle(bb, x, 3)))
+    after, counters = _apply(FuseConcatShuffleSplit, mod)
+    assert counters["FuseConcatShuffleSplit"] == 1
+    assert not {"relax.reshape", "relax.permute_dims"} & set(_ops(after))
+    data = RNG.standard_normal((1, 12, 4, 4)).astype(np.float32)
+    expected = np.maximum(data.reshape(1, 3, 4, 4, 4).transpose(0, 2, 1, 3, 4).reshape(1, 12, 4, 4), 0)
+    np.testing.assert_array_equal(_run(after, data)[0], expected)
+
+
+@pytest.mark.parametrize("spec", [
+    ShuffleSpec(2, 3, 5, (6, 6), 2, ((0, 6), (6, 12))),
+    ShuffleSpec(1, 4, 4, (4, 8, 12), 4, ((0, 24),)),
+    ShuffleSpec(1, 2, 2, (9,), 3, ((2, 7),)),
+])
+def test_shuffle_kernel_matches_numpy(spec):
+    """The kernel against numpy's reshape/transpose on concatenated inputs, and `source_channel` against both."""
+    import tvm.runtime  # noqa: F401
+
+    inputs = [RNG.standard_normal((spec.batch, c, spec.height, spec.width)).astype(np.float32)
+              for c in spec.in_channels]
+    cat = np.concatenate(inputs, axis=1)
+    n, c, h, w = cat.shape
+    shuffled = cat.reshape(n, spec.groups, c // spec.groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+    func = tvm.compile(tvm.IRModule({"main": concat_shuffle_split(spec, TARGET).with_attr("global_symbol", "main")}),
+                       target=TARGET)
+    outs = [np.zeros((n, stop - start, h, w), np.float32) for start, stop in spec.out_ranges]
+    args = [tvm.runtime.tensor(a) for a in inputs] + [tvm.runtime.tensor(o) for o in outs]
+    func(*args)
+    for (start, stop), out in zip(spec.out_ranges, args[len(inputs):]):
+        np.testing.assert_array_equal(out.numpy(), shuffled[:, start:stop])
+    for j in range(c):
+        k, ch = spec.source_channel(j)
+        np.testing.assert_array_equal(inputs[k][:, ch], shuffled[:, j])
+
+
+def _near_miss(case: str):
+    a, b = relax.Var("a", _t(1, 6, 4, 4)), relax.Var("b", _t(1, 6, 4, 4))
+
+    def body(bb, a, b):
+        if case == "not-a-shuffle":  # swaps H and W instead of the channel groups
+            return relax.op.nn.relu(_shuffle(bb, bb.emit(relax.op.concat([a, b], axis=1)), 2, axes=(0, 1, 2, 4, 3)))
+        if case == "uneven-groups":  # reshape to (1, 4, 3, 4, 4): 12 channels, but not in 2 halves as concat did
+            cat = bb.emit(relax.op.concat([a, b], axis=1))
+            return relax.op.nn.relu(_shuffle(bb, cat, 4, axes=(0, 1, 2, 4, 3)))
+        if case == "concat-on-height":
+            cat = bb.emit(relax.op.concat([a, b], axis=2))  # (1, 6, 8, 4)
+            grouped = bb.emit(relax.op.reshape(cat, (1, 2, 3, 8, 4)))
+            return relax.op.reshape(bb.emit(relax.op.permute_dims(grouped, [0, 2, 1, 3, 4])), (1, 6, 8, 4))
+        if case == "strided-slice":
+            shuffled = _shuffle(bb, bb.emit(relax.op.concat([a, b], axis=1)), 2)
+            return relax.op.strided_slice(shuffled, [1], [0], [12], [2])
+        if case == "shuffle-has-another-consumer":
+            shuffled = _shuffle(bb, bb.emit(relax.op.concat([a, b], axis=1)), 2)
+            parts = bb.emit(relax.op.split(shuffled, [6], axis=1))
+            return relax.op.add(bb.emit(relax.TupleGetItem(parts, 0)),
+                                relax.op.sum(shuffled, axis=[1], keepdims=True))
+        if case == "transpose-has-another-consumer":
+            cat = bb.emit(relax.op.concat([a, b], axis=1))
+            grouped = bb.emit(relax.op.reshape(cat, (1, 2, 6, 4, 4)))
+            transposed = bb.emit(relax.op.permute_dims(grouped, [0, 2, 1, 3, 4]))
+            shuffled = bb.emit(relax.op.reshape(transposed, (1, 12, 4, 4)))
+            return relax.op.add(relax.op.sum(shuffled, axis=[1]), relax.op.sum(transposed, axis=[1, 2]))
+        raise AssertionError(case)
+
+    return _module([a, b], body)
+
+
+@pytest.mark.parametrize("case", [
+    "not-a-shuffle", "uneven-groups", "concat-on-height", "transpose-has-another-consumer",
+])
+def test_fuse_near_misses_unchanged(case):
+    mod = _near_miss(case)
+    after, counters = _apply(FuseConcatShuffleSplit, mod)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["FuseConcatShuffleSplit"] == 0
+
+
+@pytest.mark.parametrize("case, kept", [
+    ("shuffle-has-another-consumer", "relax.split"), ("strided-slice", "relax.strided_slice"),
+])
+def test_fuse_keeps_a_split_it_cannot_absorb(case, kept):
+    """The shuffled tensor is also summed, or sliced with a stride: the split/slice is not fused (the tensor
+    would be built twice, or the slice is not a channel range), concat + shuffle still are, and the result is
+    unchanged."""
+    mod = _near_miss(case)
+    after, counters = _apply(FuseConcatShuffleSplit, mod)
+    ops = _ops(after)
+    assert counters["FuseConcatShuffleSplit"] == 1 and ops[kept] == 1 and "relax.concat" not in ops
+    xa, xb = (RNG.standard_normal((1, 6, 4, 4)).astype(np.float32) for _ in range(2))
+    np.testing.assert_allclose(_run(after, xa, xb)[0], _run(mod, xa, xb)[0], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------- inspect
+
+def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
+    from .conftest import cli
+
+    proc = cli("inspect", "shufflenet_v2_x0_5", "--dump-dir", str(tmp_path / "dump"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in proc.stdout.splitlines() if line.startswith("| ") and "after phase" not in line}
+    # imported: 16 concat + 16 shuffle transposes + 13 splits + the classifier's weight transpose move data
+    assert rows["imported"][3] == "46"
+    # after the passes: one kernel per shuffle, 16 launches of 6 distinct hand-written kernels
+    assert rows["graph-optimize"][1] == "16" and rows["graph-optimize"][2] == "6"
+    assert rows["legalize"][3] == "16" and float(rows["legalize"][4].split()[0]) < float(rows["imported"][4].split()[0])
+    assert "FoldBatchNorm 56" in proc.stdout and "FuseConcatShuffleSplit 16" in proc.stdout
+    dumps = sorted(p.name for p in (tmp_path / "dump").iterdir())
+    assert dumps[0] == "00_library-dispatch.py" and "02_legalize.py" in dumps
+
+
+def test_inspect_bad_dump_dir(tmp_path):
+    from .conftest import assert_user_error, cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_user_error(cli("inspect", "shufflenet_v2_x0_5", "--dump-dir", str(blocker), "-q"), "--dump-dir")
