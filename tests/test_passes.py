@@ -38,7 +38,7 @@ def _module(inputs: list[relax.Var], body) -> tvm.IRModule:
 
 
 def _run(mod: tvm.IRModule, *args: np.ndarray) -> list[np.ndarray]:
-    import tvm.runtime.vm  # noqa: F401
+    import tvm.runtime.vm
 
     executable = relax.build(mod, target=TARGET)
     vm = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())
@@ -210,7 +210,7 @@ def test_fuse_v1_standalone_shuffle():
 ])
 def test_shuffle_kernel_matches_numpy(spec):
     """The kernel against numpy's reshape/transpose on concatenated inputs, and `source_channel` against both."""
-    import tvm.runtime  # noqa: F401
+    import tvm.runtime
 
     inputs = [RNG.standard_normal((spec.batch, c, spec.height, spec.width)).astype(np.float32)
               for c in spec.in_channels]

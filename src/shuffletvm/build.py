@@ -138,7 +138,8 @@ def build(config: BuildConfig) -> BuildResult:
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats
-    total, tuned, hand = stats["kernels"], stats["kernels_tuned"], stats["kernels_hand"]
+    # hand-written: kernels the graph passes inserted already scheduled, plus those a schedules/ rule took
+    total, tuned, hand = stats["kernels"], stats["kernels_tuned"], stats["kernels_hand"] + stats["ApplyHandSchedules"]
     passes = {k: v for k, v in stats.items() if not k.startswith("kernels")}
     logger.info("compiled for %s in %.1f s: %d kernels: %d from %s, %d hand-written, %d with default schedules",
                 target.name, compile_s, total, tuned, log_path or "no tuning log", hand, total - tuned - hand)

@@ -22,7 +22,7 @@ import tvm
 from tvm import relax
 
 from . import tvm_compat
-from .passes import FoldBatchNorm, FuseConcatShuffleSplit
+from .passes import ApplyHandSchedules, FoldBatchNorm, FuseConcatShuffleSplit
 
 logger = logging.getLogger(__name__)
 
@@ -59,21 +59,23 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),
         ])),
-        # Relax ops -> TensorIR, operator fusion; on GPU targets also dlight's default thread bindings.
-        Phase("legalize", tvm.transform.Sequential(stock["legalize"])),
-        # Tuning records replace default kernels here (hand-written schedules join them in this phase).
-        Phase("schedule", tvm.transform.Sequential(_schedule_passes(options))),
+        # Relax ops -> TensorIR, operator fusion: the kernels, unscheduled (what tuning sees).
+        Phase("legalize", tvm.transform.Sequential(tvm_compat.without_default_schedules(stock["legalize"]))),
+        # Each kernel's schedule: its tuning record if the database has one, else a hand-written schedule
+        # (schedules/), else on GPUs dlight's defaults (on CPUs the fallback's parallel loops).
+        Phase("schedule", tvm.transform.Sequential(_schedule_passes(target, options))),
         # Dataflow blocks -> explicit calls; then memory planning and VM lowering.
         Phase("dataflow-lower", tvm.transform.Sequential(stock["dataflow_lower"])),
         Phase("finalize", tvm.transform.Sequential(stock["finalize"])),
     ]
 
 
-def _schedule_passes(options: PipelineOptions) -> list[tvm.transform.Pass]:
-    count = _count_tuned_kernels(options)
-    if options.database is None:
-        return [count]
-    return [count, relax.transform.MetaScheduleApplyDatabase()]
+def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transform.Pass]:
+    passes = [_count_tuned_kernels(options)]
+    if options.database is not None:
+        passes.append(relax.transform.MetaScheduleApplyDatabase())
+    passes.append(ApplyHandSchedules(options.stats))
+    return passes + tvm_compat.default_schedules(target)
 
 
 def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:

@@ -64,6 +64,22 @@ def stock_passes(target: Any) -> dict[str, list[Any]]:
     }
 
 
+def without_default_schedules(passes: list[Any]) -> list[Any]:
+    """The stock CUDA legalize phase ends with dlight's `ApplyDefaultSchedule`; shuffletvm schedules kernels in
+    its own `schedule` phase (tuning records, then hand schedules, then dlight), so it is taken out here."""
+    return [p for p in passes if "ApplyDefaultSchedule" not in type(p).__name__ and "dlight" not in str(p.info.name)]
+
+
+def default_schedules(target: Any) -> list[Any]:
+    """dlight's default GPU schedules (what the stock CUDA pipeline applies) for kernels nothing else covered."""
+    if target.kind.name != "cuda":
+        return []
+    from tvm.s_tir import dlight as dl
+
+    return [dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
+                                    dl.gpu.Fallback())]
+
+
 def prepare_codegen(target: Any) -> None:
     """Make CUDA kernels compile at build time. TVM compiles them through `tvm_callback_cuda_compile`, which
     exists only once `tvm.support.nvcc` is imported; without it the `.so` keeps CUDA *source* (fmt 'cuda') that

@@ -24,6 +24,7 @@ enclosing `with target`).
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 
@@ -174,7 +175,7 @@ class FuseConcatShuffleSplit:
             else:
                 cuts = [int(c) for c in sections]
             bounds = [0, *cuts, channels]
-            return [(a, b) for a, b in zip(bounds, bounds[1:])]
+            return list(itertools.pairwise(bounds))
         # strided_slice(x, axes, begin, end[, strides]) with constant tuples
         try:
             axes, begin, end = ([int(v.value) for v in arg.fields] for arg in expr.args[1:4])

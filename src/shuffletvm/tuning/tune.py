@@ -25,6 +25,7 @@ from .database import TuningLog, open_log
 from .pooled_builder import PooledBuilder
 from .progress import ProgressCallback, TuneProgress
 from .rpc import TrackerAddress, check_device
+from .seeds import seed_hand_schedules
 from .tasks import TuneTask, count_done, extract_tasks
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,10 @@ def tune(config: TuneConfig) -> TuneResult:
     if todo:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s)
+        seeded = seed_hand_schedules([t for t in todo if t.compute], database, builder, runner, tvm_target)
+        if seeded:
+            count_done(todo, database)
+            logger.info("%d kernels start from their hand-written schedule (recorded in %s)", seeded, log.path)
         progress.open()
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, progress.interrupt) if in_main_thread else None

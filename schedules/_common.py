@@ -1,0 +1,99 @@
+"""What the schedule rules share: reading a legalized conv kernel, the target's vector width, and folding the
+element-wise epilogue (bias, residual add, ReLU) into the block that writes the conv's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CONV_BLOCKS = ("conv2d_nchw", "group_conv2d_nchw", "depthwise_conv2d_nchw")
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A legalized NCHW conv2d kernel: `conv` is its reduction block, loops (n, f, y, x, rc, ry, rx)."""
+
+    block: str
+    batch: int
+    out_channels: int
+    out_h: int
+    out_w: int
+    in_per_group: int  # reduction channels (rc)
+    kernel_h: int
+    kernel_w: int
+    groups: int
+
+    @property
+    def depthwise(self) -> bool:
+        return self.in_per_group == 1 and self.groups == self.out_channels
+
+
+def conv_shape(sch: Any) -> ConvShape | None:
+    """The conv block of the function `sch` works on, or None if it has none (or more than one)."""
+    func = sch.mod["main"]
+    names = [n for n in CONV_BLOCKS if _has_block(sch, n)]
+    if len(names) != 1:
+        return None
+    block = sch.get(sch.get_sblock(names[0]))
+    if len(block.iter_vars) != 7:
+        return None
+    extents = [int(iv.dom.extent) for iv in block.iter_vars]
+    weight = block.reads[1].source
+    if len(weight.shape) != 4:
+        return None
+    out_channels, in_per_group = int(weight.shape[0]), int(weight.shape[1])
+    data = block.reads[0].source
+    in_channels = int(data.shape[1])
+    if in_channels % in_per_group or func is None:
+        return None
+    n, f, y, x, rc, ry, rx = extents
+    return ConvShape(names[0], n, f, y, x, rc, ry, rx, in_channels // in_per_group)
+
+
+def _has_block(sch: Any, name: str) -> bool:
+    try:
+        sch.get_sblock(name)
+        return True
+    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
+        return False
+
+
+def vector_lanes(target: Any) -> int:
+    """fp32 lanes of the target's widest SIMD register: AVX-512 16, AVX2 8, NEON 4."""
+    keys = set(target.keys)
+    if "gpu" in keys:
+        return 1
+    attrs = target.attrs
+    mcpu = str(attrs.get("mcpu", "")) if "mcpu" in attrs else ""
+    mattr = [str(a) for a in attrs["mattr"]] if "mattr" in attrs else []
+    triple = str(attrs.get("mtriple", "")) if "mtriple" in attrs else ""
+    if "aarch64" in triple or "arm" in keys:
+        return 4
+    avx512 = any("avx512f" in a for a in mattr) or any(
+        cpu in mcpu for cpu in ("skylake-avx512", "cascadelake", "cooperlake", "icelake", "sapphirerapids",
+                                "emeraldrapids", "graniterapids", "znver4", "znver5", "tigerlake", "rocketlake"))
+    return 16 if avx512 else 8
+
+
+def pad_producer(sch: Any, conv: Any) -> Any | None:
+    producers = [b for b in sch.get_producers(conv) if sch.get(b).name_hint.startswith("pad_temp")]
+    return producers[0] if producers else None
+
+
+def fold_epilogue(sch: Any, write_block: Any) -> Any:
+    """Reverse-inline the element-wise consumers (bias, residual add, ReLU) of `write_block` into it, so one
+    block writes the kernel's output. Returns that block."""
+    while True:
+        consumers = sch.get_consumers(write_block)
+        if len(consumers) != 1:
+            return write_block
+        try:
+            sch.reverse_compute_inline(consumers[0])
+        except Exception:  # noqa: BLE001 - not inlinable (e.g. a reduction consumer): stop here
+            return write_block
+
+
+def divisor_at_most(n: int, limit: int, multiple_of: int = 1) -> int:
+    """The largest divisor of `n` that is <= limit, preferring multiples of `multiple_of`."""
+    best = [d for d in range(limit, 0, -1) if n % d == 0 and d % multiple_of == 0]
+    return best[0] if best else max(d for d in range(1, limit + 1) if n % d == 0)
