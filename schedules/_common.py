@@ -41,7 +41,7 @@ def conv_shape(sch: Any) -> ConvShape | None:
     weight = block.reads[1].source
     if len(weight.shape) != 4:
         return None
-    out_channels, in_per_group = int(weight.shape[0]), int(weight.shape[1])
+    in_per_group = int(weight.shape[1])
     data = block.reads[0].source
     in_channels = int(data.shape[1])
     if in_channels % in_per_group or func is None:

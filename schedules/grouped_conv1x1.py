@@ -89,7 +89,7 @@ def _gpu(sch: Any, conv: Any) -> Any:
     if pad is not None:
         sch.compute_inline(pad)
     write = fold_epilogue(sch, sch.cache_write(conv, 0, "local"))
-    n, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    n, f, y, x, rc, *_ = sch.get_loops(conv)
     bx, tx = sch.split(sch.fuse(n, f, y, x), [None, GPU_THREADS])
     sch.bind(bx, "blockIdx.x")
     sch.bind(tx, "threadIdx.x")

@@ -16,10 +16,13 @@ pytestmark = pytest.mark.arm
 
 @pytest.mark.parametrize("name", ["shufflenet_v1_g3_x1_0", "shufflenet_v2_x1_0"])
 def test_arm_parity_under_emulation(emulator, name):
+    """Also the hand-written NEON schedules' numerical check on aarch64: the counters show they were used."""
     report = check_parity(ParityConfig(model=name, target="arm", seeds=2))
     assert "qemu" in report.note
     assert report.passed, [r.__dict__ for r in report.rows]
     assert all(r.top1_agree == 1.0 for r in report.rows)
+    for rule in ("depthwise_conv3x3", "grouped_conv1x1", "matmul"):
+        assert report.pass_counts.get(f"ApplyHandSchedules.{rule}", 0) >= 1, report.pass_counts
 
 
 def test_arm_output_matches_x86_build(emulator, tmp_path):

@@ -87,6 +87,9 @@ def test_cuda_module_builds_without_a_gpu(tmp_path):
     out = tmp_path / "cuda.so"
     proc = cli("build", "shufflenet_v2_x0_5", "--target", "cuda", "--cuda-arch", "sm_90", "-o", str(out), "-q")
     assert proc.returncode == 0, proc.stderr
+    # the hand-written CUDA schedules compiled: 6 fused shuffle kernels + depthwise and 1x1 conv rules
+    kernels = next(line for line in proc.stdout.splitlines() if line.startswith("| kernels |"))
+    assert int(kernels.split(", ")[1].split()[0]) >= 15, kernels
     embedded = read_embedded(out)
     assert embedded is not None, "no compiled CUDA kernels embedded"
     sha, fatbin = embedded

@@ -23,9 +23,13 @@ def test_parity_torch_export_x86(name):
     assert all(r.top1_agree == 1.0 and r.top5_agree == 1.0 for r in report.rows)
     model = create_model(name)
     batch_norms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    shuffles = 0 if name.startswith("shufflenet_v1_g1_") else 16  # one per unit: 4 + 8 + 4 units
+    # One shuffle per unit (4 + 8 + 4). V1: each feeds a grouped 1x1 conv that reads through it. V2: 15 become
+    # concat+shuffle+split kernels; the last feeds conv5 alone, which reads through it.
+    folded, fused = {"shufflenet_v1_g1": (0, 0), "shufflenet_v1": (16, 0), "shufflenet_v2": (1, 15)}[
+        "shufflenet_v1_g1" if name.startswith("shufflenet_v1_g1_") else name[:13]]
     assert report.pass_counts.get("FoldBatchNorm") == batch_norms
-    assert report.pass_counts.get("FuseConcatShuffleSplit", 0) == shuffles
+    assert report.pass_counts.get("FoldShuffleIntoGroupedConv", 0) == folded
+    assert report.pass_counts.get("FuseConcatShuffleSplit", 0) == fused
 
 
 def test_parity_cli_prints_table_and_json(tmp_path):

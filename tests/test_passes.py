@@ -11,7 +11,8 @@ import tvm
 from tvm import relax
 
 from shuffletvm.kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
-from shuffletvm.passes import FoldBatchNorm, FuseConcatShuffleSplit
+from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
+from shuffletvm.passes import FoldBatchNorm, FoldShuffleIntoGroupedConv, FuseConcatShuffleSplit
 from shuffletvm.targets import resolve_target
 
 TARGET = resolve_target("x86").tvm_target()
@@ -286,6 +287,82 @@ def test_fuse_keeps_a_split_it_cannot_absorb(case, kept):
     np.testing.assert_allclose(_run(after, xa, xb)[0], _run(mod, xa, xb)[0], rtol=1e-6)
 
 
+# -------------------------------------------------------------------------------- FoldShuffleIntoGroupedConv
+
+def _v1_shuffle_gconv(bb, x, weight, *, groups: int = 3, shuffle_groups: int = 3, padding: int = 0,
+                      strides: int = 1, second_consumer: bool = False):
+    shuffled = _shuffle(bb, x, shuffle_groups)
+    conv = bb.emit(relax.op.nn.conv2d(shuffled, weight, strides=strides, padding=padding, groups=groups))
+    out = relax.op.nn.relu(conv)
+    if second_consumer:
+        out = relax.op.add(bb.emit(out), relax.op.sum(shuffled, axis=[1], keepdims=True))
+    return out
+
+
+def _reference_v1(x: np.ndarray, weight: np.ndarray, groups: int, shuffle_groups: int) -> np.ndarray:
+    n, c, h, w = x.shape
+    shuffled = x.reshape(n, shuffle_groups, c // shuffle_groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+    out_c = weight.shape[0]
+    per_in, per_out = c // groups, out_c // groups
+    out = np.empty((n, out_c, h, w), np.float32)
+    for g in range(groups):
+        block = shuffled[:, g * per_in:(g + 1) * per_in].reshape(n, per_in, h * w)
+        out[:, g * per_out:(g + 1) * per_out] = np.einsum(
+            "oc,ncp->nop", weight[g * per_out:(g + 1) * per_out, :, 0, 0], block).reshape(n, per_out, h, w)
+    return np.maximum(out, 0)
+
+
+def test_fold_shuffle_into_grouped_conv_before_expected():
+    weight = _const(24, 4, 1, 1)
+    x = relax.Var("x", _t(1, 12, 5, 5))
+    mod = _module([x], lambda bb, x: _v1_shuffle_gconv(bb, x, weight))
+    after, counters = _apply(FoldShuffleIntoGroupedConv, mod)
+
+    x2 = relax.Var("x", _t(1, 12, 5, 5))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x2]):
+        with bb.dataflow():
+            kernel = bb.add_func(shuffled_group_conv(ShuffledGroupConvSpec(1, 12, 24, 5, 5, 3, 3)), "shuffled_group_conv")
+            conv = bb.emit(relax.call_tir(kernel, [x2, weight], _t(1, 24, 5, 5)))
+            out = bb.emit_output(relax.op.nn.relu(conv))
+        bb.emit_func_output(out)
+    after = relax.transform.DeadCodeElimination()(after)
+    tvm.ir.assert_structural_equal(after, bb.get(), map_free_vars=True)
+    assert counters["FoldShuffleIntoGroupedConv"] == 1 and counters["FoldShuffleIntoGroupedConv.bytes"] == 2 * 300 * 4
+    assert not {"relax.reshape", "relax.permute_dims", "relax.nn.conv2d"} & set(_ops(after))
+
+    data = RNG.standard_normal((1, 12, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], _reference_v1(data, weight.value.numpy(), 3, 3), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_fold_shuffle_with_other_groupings():
+    """Shuffle groups differ from conv groups, and an ungrouped conv: still an exact remap."""
+    for groups, shuffle_groups in ((2, 4), (1, 3)):
+        weight = _const(8, 12 // groups, 1, 1)
+        x = relax.Var("x", _t(2, 12, 3, 3))
+        mod = _module([x], lambda bb, x: _v1_shuffle_gconv(bb, x, weight, groups=groups,
+                                                          shuffle_groups=shuffle_groups))
+        after, counters = _apply(FoldShuffleIntoGroupedConv, mod)
+        assert counters["FoldShuffleIntoGroupedConv"] == 1
+        data = RNG.standard_normal((2, 12, 3, 3)).astype(np.float32)
+        np.testing.assert_allclose(_run(after, data)[0], _reference_v1(data, weight.value.numpy(), groups,
+                                                                        shuffle_groups), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["3x3-conv", "strided", "padded", "shuffle-has-another-consumer"])
+def test_fold_shuffle_near_misses_unchanged(case):
+    kernel = 3 if case == "3x3-conv" else 1
+    weight = _const(24, 4, kernel, kernel)
+    x = relax.Var("x", _t(1, 12, 6, 6))
+    mod = _module([x], lambda bb, x: _v1_shuffle_gconv(
+        bb, x, weight, padding=1 if case in ("3x3-conv", "padded") else 0, strides=2 if case == "strided" else 1,
+        second_consumer=case == "shuffle-has-another-consumer"))
+    after, counters = _apply(FoldShuffleIntoGroupedConv, mod)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["FoldShuffleIntoGroupedConv"] == 0
+
+
 # ------------------------------------------------------------------------------------------------- inspect
 
 def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
@@ -295,12 +372,14 @@ def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in proc.stdout.splitlines() if line.startswith("| ") and "after phase" not in line}
-    # imported: 16 concat + 16 shuffle transposes + 13 splits + the classifier's weight transpose move data
-    assert rows["imported"][3] == "46"
-    # after the passes: one kernel per shuffle, 16 launches of 6 distinct hand-written kernels
+    # imported: 16 concat + 16 shuffle transposes + 13 splits move data (the classifier's transposed weight is
+    # a constant, folded at compile time)
+    assert rows["imported"][3] == "45"
+    # after the passes: 15 concat+shuffle+split kernels (5 distinct) and conv5 reading through the last shuffle
     assert rows["graph-optimize"][1] == "16" and rows["graph-optimize"][2] == "6"
     assert rows["legalize"][3] == "16" and float(rows["legalize"][4].split()[0]) < float(rows["imported"][4].split()[0])
-    assert "FoldBatchNorm 56" in proc.stdout and "FuseConcatShuffleSplit 16" in proc.stdout
+    assert "FoldBatchNorm 56" in proc.stdout and "FuseConcatShuffleSplit 15" in proc.stdout
+    assert "FoldShuffleIntoGroupedConv 1" in proc.stdout
     dumps = sorted(p.name for p in (tmp_path / "dump").iterdir())
     assert dumps[0] == "00_library-dispatch.py" and "02_legalize.py" in dumps
 

@@ -33,12 +33,13 @@ def _tasks(*models: str):
 
 @pytest.fixture(scope="module")
 def tuned_log(tmp_path_factory) -> Path:
-    """A real tuning log: the three smallest compute kernels of V2 0.5x and one shuffle kernel, 2 trials each."""
+    """A real tuning log: three small kernels of V2 0.5x, 2 trials each; the two depthwise convs start from
+    their hand-written schedule, which is measured and recorded first (on top of the trials)."""
     root = tmp_path_factory.mktemp("logs")
     result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=2, log_dir=root,
-                             kernels="fused_conv2d1_|fused_conv2d4_|^mean$|concatenate_reshape_transpose_reshape1$"))
-    assert result.trials >= 4 and result.failed == 0 and not result.stop_reason
-    assert result.log.records_now() >= 4
+                             kernels="fused_conv2d1_|fused_conv2d4_|^mean$"))
+    assert result.trials == 6 and result.failed == 0 and not result.stop_reason
+    assert result.log.records_now() == 8  # 2 hand-schedule seeds + 6 searched trials
     return root
 
 
@@ -51,12 +52,23 @@ def test_tasks_are_deduplicated_across_models():
 
 
 def test_data_movement_tasks_are_told_apart_and_capped():
-    tasks = _tasks("shufflenet_v2_x0_5")
-    shuffles = [t for t in tasks if "concatenate" in t.name]
+    """V1's stride-2 concat is a data-movement task with a capped budget; V2's concat/shuffle/split kernels are
+    hand-written by FuseConcatShuffleSplit and are not tasks at all."""
+    tasks = _tasks("shufflenet_v1_g3_x0_5")
+    concats = [t for t in tasks if "concatenate" in t.name]
     convs = [t for t in tasks if "conv2d" in t.name]
-    assert shuffles and all(not t.compute for t in shuffles)
+    assert concats and all(not t.compute for t in concats)
     assert convs and all(t.compute for t in convs)
-    assert all(t.budget(64) == 1 for t in shuffles) and all(t.budget(64) == 64 for t in convs)
+    assert all(t.budget(64) == 1 for t in concats) and all(t.budget(64) == 64 for t in convs)
+    assert all(t.compute for t in _tasks("shufflenet_v2_x0_5"))
+
+
+def test_cuda_kernels_are_unscheduled_tuning_tasks():
+    """The stock CUDA legalize phase ends with dlight's default schedules, which mark every kernel scheduled and
+    so hide it from MetaSchedule; shuffletvm's pipeline schedules after extraction, so CUDA has tasks."""
+    target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
+    tasks = extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target)
+    assert len(tasks) == len(_tasks("shufflenet_v2_x0_5")) and all(t.compute for t in tasks)
 
 
 def test_log_is_per_target_and_stamped(tmp_path):
@@ -85,11 +97,11 @@ def test_build_applies_log_and_reports_counts(tuned_log, tmp_path):
     proc = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m.so"), "--log-dir", str(tuned_log))
     assert proc.returncode == 0, proc.stderr
     line = next(l for l in proc.stdout.splitlines() if l.startswith("| kernels |"))
-    tuned, total = (int(v) for v in line.split("|")[2].split(" from")[0].split(" of "))
-    assert 4 <= tuned < total
+    total, tuned = (int(v) for v in line.split("|")[2].split(" from")[0].split(": "))
+    assert tuned == 3 and total > tuned and "hand-written" in line
     off = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m2.so"), "--log-dir", str(tuned_log),
               "--no-tuning-logs")
-    assert "| kernels | 0 of" in off.stdout
+    assert f"| kernels | {total}: 0 from" in off.stdout
 
 
 def test_tuned_build_keeps_parity(tuned_log, monkeypatch):
@@ -102,12 +114,31 @@ def test_tuned_build_keeps_parity(tuned_log, monkeypatch):
 
 def test_resume_skips_what_the_log_covers(tuned_log):
     log = open_log(X86, tuned_log)
-    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("mean", "fused_conv2d1_subtract1_divide1_multiply1_add2_relu1")]
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("mean", "fused_conv2d1_add1")]
     count_done(tasks, log.database())
     assert tasks and all(t.done_trials >= 1 for t in tasks)
     before = log.records_now()
     again = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=2, log_dir=tuned_log, kernels="^mean$"))
     assert again.skipped == 1 and again.trials == 0 and again.log.records_now() == before
+
+
+def test_tuning_starts_from_the_hand_schedule_once(tuned_log):
+    """The depthwise kernels' hand schedules are records of their own in the log (so the build can never pick a
+    searched candidate slower than them), and seeding again finds them there and measures nothing."""
+    from shuffletvm.tuning.seeds import _trace_text, hand_schedule, seed_hand_schedules
+    from shuffletvm.tuning.tasks import records_for
+
+    log = open_log(X86, tuned_log)
+    database = log.database()
+    target = X86.tvm_target()
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("fused_conv2d1_add1", "fused_conv2d4_add1")]
+    assert len(tasks) == 2
+    for task in tasks:
+        rule, sch = hand_schedule(task, target)
+        assert rule == "depthwise_conv3x3"
+        traces = [_trace_text(r.trace) for r in records_for(task, database)]
+        assert _trace_text(sch.trace) in traces and len(traces) >= 2
+    assert seed_hand_schedules(tasks, database, builder=None, runner=None, target=target) == 0
 
 
 def test_corrupt_and_truncated_lines_are_skipped_counted_and_kept(tuned_log, tmp_path):

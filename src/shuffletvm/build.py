@@ -39,6 +39,7 @@ class BuildConfig:
     use_tuning_logs: bool = True  # apply tuning_logs/<target>/ when it has records
     log_dir: Path | None = None  # tuning log root; default: tuning_logs/
     stock_pipeline: bool = False  # TVM's own default Relax pipeline, for "untuned TVM" baselines
+    hand_schedules: bool = True  # schedules/ for kernels no tuning record covers
 
 
 @dataclass
@@ -134,7 +135,8 @@ def build(config: BuildConfig) -> BuildResult:
         if log.records:
             database, log_path = log.database(), log.path
     start = time.perf_counter()
-    options = PipelineOptions(dump_dir=config.dump_dir, database=database, stock=config.stock_pipeline)
+    options = PipelineOptions(dump_dir=config.dump_dir, database=database, stock=config.stock_pipeline,
+                              hand_schedules=config.hand_schedules)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats

@@ -22,7 +22,7 @@ import tvm
 from tvm import relax
 
 from . import tvm_compat
-from .passes import ApplyHandSchedules, FoldBatchNorm, FuseConcatShuffleSplit
+from .passes import ApplyHandSchedules, FoldBatchNorm, FoldShuffleIntoGroupedConv, FuseConcatShuffleSplit
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class PipelineOptions:
     database: Any = None
     # TVM's default pipeline as it ships, without shuffletvm's phases: the "untuned TVM" baseline.
     stock: bool = False
+    # schedules/ for kernels without a tuning record (off: they keep TVM's default, unscheduled loops).
+    hand_schedules: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -51,10 +53,12 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
     return [
         # Route ops to libraries (sampling, sort/scan); nothing in ShuffleNet uses them.
         Phase("library-dispatch", tvm.transform.Sequential(stock["library_dispatch"])),
-        # ShuffleNet graph rewrites (see passes/README.md): BatchNorm into conv weights; concat + channel
-        # shuffle + split as one hand-written data-movement kernel. Any BatchNorm left becomes a multiply-add.
+        # ShuffleNet graph rewrites (see passes/README.md): BatchNorm into conv weights; V1's shuffles read
+        # through by the grouped conv after them; V2's concat + shuffle + split as one hand-written copy
+        # kernel. Any BatchNorm left becomes a multiply-add.
         Phase("graph-optimize", tvm.transform.Sequential([
             FoldBatchNorm(options.stats),
+            FoldShuffleIntoGroupedConv(options.stats),
             FuseConcatShuffleSplit(options.stats),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),
@@ -74,8 +78,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     passes = [_count_tuned_kernels(options)]
     if options.database is not None:
         passes.append(relax.transform.MetaScheduleApplyDatabase())
-    passes.append(ApplyHandSchedules(options.stats))
-    return passes + tvm_compat.default_schedules(target)
+    hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
+    return passes + hand + tvm_compat.default_schedules(target)
 
 
 def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:

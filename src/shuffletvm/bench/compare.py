@@ -22,7 +22,7 @@ from .runtimes import RUNTIMES, Context, Unavailable, set_thread_env
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RUNTIMES = ["tvm-tuned", "tvm-untuned", "pytorch", "torch-compile", "onnxruntime", "openvino-fp32",
+DEFAULT_RUNTIMES = ["tvm-tuned", "tvm-hand", "tvm-untuned", "pytorch", "torch-compile", "onnxruntime", "openvino-fp32",
                     "openvino-default"]
 
 

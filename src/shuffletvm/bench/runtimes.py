@@ -47,20 +47,30 @@ class Context:
         return self._onnx
 
 
-def _tvm(ctx: Context, tuned: bool) -> Prepared:
+# What each TVM row builds: (use tuning logs, shuffletvm's pipeline, hand-written schedules, note)
+TVM_VARIANTS = {
+    "tuned": (True, True, True, "shuffletvm passes, tuning log; hand schedules where no record"),
+    "hand": (False, True, True, "shuffletvm passes + hand-written schedules, no tuning"),
+    "passes": (False, True, False, "shuffletvm passes, TVM's default (unscheduled) kernels"),
+    "untuned": (False, False, False, "TVM's default Relax pipeline, no tuning"),
+}
+
+
+def _tvm(ctx: Context, variant: str) -> Prepared:
     from ..build import BuildConfig, build
     from ..runtime import load
 
+    logs, ours, hand, note = TVM_VARIANTS[variant]
     result = build(BuildConfig(
-        output=ctx.workdir / f"tvm_{'tuned' if tuned else 'untuned'}.so", model=ctx.name, target=ctx.target,
-        batch=ctx.example.shape[0], use_tuning_logs=tuned, log_dir=ctx.log_dir, stock_pipeline=not tuned,
+        output=ctx.workdir / f"tvm_{variant}.so", model=ctx.name, target=ctx.target, batch=ctx.example.shape[0],
+        use_tuning_logs=logs, log_dir=ctx.log_dir, stock_pipeline=not ours, hand_schedules=hand,
     ))
-    if tuned and result.kernels_tuned == 0:
+    if logs and result.kernels_tuned == 0:
         batch = ctx.example.shape[0]
         raise Unavailable(f"no tuning record covers its kernels (run `shuffletvm tune {ctx.name} --batch {batch}`)")
     module = load(result.path)
-    note = (f"{result.kernels_tuned}/{result.kernels_total} kernels tuned" if tuned
-            else "TVM's default Relax pipeline, no tuning")
+    if logs:
+        note = f"{result.kernels_tuned}/{result.kernels_total} kernels from the tuning log, {result.kernels_hand} hand-written"
     return Prepared(module.run, note)
 
 
@@ -154,8 +164,10 @@ def _tensorrt(ctx: Context) -> Prepared:
 
 # name -> (preparer, vendor?, targets it applies to)
 RUNTIMES: dict[str, tuple[Callable[[Context], Prepared], bool, tuple[str, ...]]] = {
-    "tvm-tuned": (lambda c: _tvm(c, tuned=True), False, ("x86", "cuda")),
-    "tvm-untuned": (lambda c: _tvm(c, tuned=False), False, ("x86", "cuda")),
+    "tvm-tuned": (lambda c: _tvm(c, "tuned"), False, ("x86", "cuda")),
+    "tvm-hand": (lambda c: _tvm(c, "hand"), False, ("x86", "cuda")),
+    "tvm-passes": (lambda c: _tvm(c, "passes"), False, ("x86", "cuda")),
+    "tvm-untuned": (lambda c: _tvm(c, "untuned"), False, ("x86", "cuda")),
     "pytorch": (_torch_eager, True, ("x86",)),
     "torch-compile": (_torch_compile, True, ("x86",)),
     "onnxruntime": (_onnxruntime, True, ("x86",)),

@@ -2,6 +2,7 @@
 
 from .apply_hand_schedules import ApplyHandSchedules
 from .fold_batch_norm import FoldBatchNorm
+from .fold_shuffle_into_grouped_conv import FoldShuffleIntoGroupedConv
 from .fuse_concat_shuffle_split import FuseConcatShuffleSplit
 
-__all__ = ["ApplyHandSchedules", "FoldBatchNorm", "FuseConcatShuffleSplit"]
+__all__ = ["ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv", "FuseConcatShuffleSplit"]

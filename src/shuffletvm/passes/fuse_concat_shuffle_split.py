@@ -33,27 +33,9 @@ from tvm import relax
 from tvm.relax.dpl import is_op, rewrite_call, wildcard
 
 from ..kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
-
-
-def _shape(expr: relax.Expr) -> list[int] | None:
-    ty = expr.ty
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    try:
-        return [int(v) for v in ty.shape.values]
-    except (TypeError, AttributeError):
-        return None
-
-
-def _use_counts(func: relax.Function) -> Counter:
-    uses: Counter = Counter()
-
-    def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Var):
-            uses[expr] += 1
-
-    relax.analysis.post_order_visit(func.body, visit)
-    return uses
+from ._shuffle_pattern import channel_shuffle
+from ._shuffle_pattern import shape_of as _shape
+from ._shuffle_pattern import use_counts as _use_counts
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="FuseConcatShuffleSplit")
@@ -106,7 +88,7 @@ class FuseConcatShuffleSplit:
 
     def _rewrite(self, expr: relax.Expr, matches: dict) -> relax.Expr:
         first, transpose, shuffle = matches[self.first], matches[self.transpose], matches[self.shuffle]
-        chain = self._channel_shuffle(first, transpose, shuffle)
+        chain = channel_shuffle(first, transpose, shuffle)
         if chain is None:
             return expr
         source, groups, (batch, channels, height, width) = chain
@@ -143,23 +125,6 @@ class FuseConcatShuffleSplit:
         if isinstance(expr.ty, relax.TupleType):
             return call
         return relax.TupleGetItem(call, 0) if isinstance(call.ty, relax.TupleType) else call
-
-    @staticmethod
-    def _channel_shuffle(first: relax.Call, transpose: relax.Call, shuffle: relax.Call):
-        """(input, groups, NCHW shape) if the three calls are a channel shuffle, else None."""
-        source = first.args[0]
-        in_shape, grouped, out_shape = _shape(source), _shape(first), _shape(shuffle)
-        if in_shape is None or grouped is None or out_shape is None or len(in_shape) != 4 or len(grouped) != 5:
-            return None
-        batch, channels, height, width = in_shape
-        groups = grouped[1]
-        axes = [int(a) for a in transpose.attrs.axes] if transpose.attrs.axes is not None else None
-        if (
-            axes != [0, 2, 1, 3, 4] or out_shape != in_shape or groups < 2
-            or grouped != [batch, groups, channels // groups, height, width] or groups * grouped[2] != channels
-        ):
-            return None
-        return source, groups, in_shape
 
     @staticmethod
     def _channel_ranges(expr: relax.Call, channels: int | None) -> list[tuple[int, int]] | None:

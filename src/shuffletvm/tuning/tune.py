@@ -166,9 +166,10 @@ def tune(config: TuneConfig) -> TuneResult:
     if todo:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s)
+        # Seeds are records on top of the trial budgets: counting them as trials would let MetaSchedule's
+        # uniform per-task cap hand one kernel's share to another.
         seeded = seed_hand_schedules([t for t in todo if t.compute], database, builder, runner, tvm_target)
         if seeded:
-            count_done(todo, database)
             logger.info("%d kernels start from their hand-written schedule (recorded in %s)", seeded, log.path)
         progress.open()
         in_main_thread = threading.current_thread() is threading.main_thread()

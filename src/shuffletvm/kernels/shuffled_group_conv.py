@@ -1,0 +1,62 @@
+"""A grouped 1×1 convolution that reads its input through a channel shuffle (ShuffleNet V1's GConv after the
+shuffle): the shuffle costs nothing, it is an index remap in the conv's input read.
+
+    out[n, o, h, w] = sum_t  W[o, t] * x[n, perm(group(o) * Cg + t), h, w]
+    perm(j) = (j % s) * (C / s) + j // s          (channel j of shuffle(x), `s` shuffle groups)
+
+The compute is written like TOPI's grouped conv (block `group_conv2d_nchw`, reduction axes rc, ry, rx), so the
+hand-written schedules and MetaSchedule treat it as the conv it is; it is left unscheduled here and carries
+`op_pattern` OutEWiseFusable, so the bias / residual / ReLU after it fuse into the same kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import te, tirx
+
+OUT_EWISE_FUSABLE = 4  # relax OpPatternKind::kOutEWiseFusable
+
+
+@dataclass(frozen=True)
+class ShuffledGroupConvSpec:
+    batch: int
+    in_channels: int
+    out_channels: int
+    height: int
+    width: int
+    conv_groups: int
+    shuffle_groups: int
+    dtype: str = "float32"
+
+    def source_channel(self, j: int) -> int:
+        """Input channel that channel `j` of the shuffled tensor is (the reference for the remap)."""
+        return (j % self.shuffle_groups) * (self.in_channels // self.shuffle_groups) + j // self.shuffle_groups
+
+
+def _i64(value: int) -> tirx.IntImm:
+    return tirx.IntImm("int64", value)  # as LegalizeOps writes shapes: FuseTIR merges buffers by type
+
+
+def shuffled_group_conv(spec: ShuffledGroupConvSpec) -> tirx.PrimFunc:
+    n_, c_, o_, h_, w_ = (_i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
+                                             spec.width))
+    per_group_in = _i64(spec.in_channels // spec.conv_groups)
+    per_group_out = _i64(spec.out_channels // spec.conv_groups)
+    per_shuffle = _i64(spec.in_channels // spec.shuffle_groups)
+    groups = _i64(spec.shuffle_groups)
+    one, zero = _i64(1), _i64(0)
+    data = te.placeholder((n_, c_, h_, w_), spec.dtype, name="data")
+    weight = te.placeholder((o_, per_group_in, one, one), spec.dtype, name="weight")
+    rc = te.reduce_axis((zero, per_group_in), name="rc")
+    ry = te.reduce_axis((zero, one), name="ry")
+    rx = te.reduce_axis((zero, one), name="rx")
+
+    def compute(n, o, h, w):
+        j = tirx.floordiv(o, per_group_out) * per_group_in + rc
+        channel = tirx.floormod(j, groups) * per_shuffle + tirx.floordiv(j, groups)
+        return te.sum(data[n, channel, h + ry, w + rx] * weight[o, rc, ry, rx], axis=[rc, ry, rx])
+
+    out = te.compute((n_, o_, h_, w_), compute, name="group_conv2d_nchw")
+    func = te.create_prim_func([data, weight, out])
+    return func.without_attr("global_symbol").with_attr("op_pattern", OUT_EWISE_FUSABLE)

@@ -1,0 +1,57 @@
+"""What the shuffle passes share: the channel-shuffle chain as both importers emit it, checked."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tvm import relax
+from tvm.relax.dpl import is_op, wildcard
+
+
+def shape_of(expr: relax.Expr) -> list[int] | None:
+    """Static shape of a tensor expression, or None."""
+    ty = expr.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        return [int(v) for v in ty.shape.values]
+    except (TypeError, AttributeError):
+        return None
+
+
+def use_counts(func: relax.Function) -> Counter:
+    """How many times each variable is used in `func`."""
+    uses: Counter = Counter()
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Var):
+            uses[expr] += 1
+
+    relax.analysis.post_order_visit(func.body, visit)
+    return uses
+
+
+def shuffle_patterns(source: Any = None) -> tuple[Any, Any, Any]:
+    """(first reshape, permute_dims, last reshape) patterns of `reshape -> permute_dims -> reshape`."""
+    first = is_op("relax.reshape")(source if source is not None else wildcard(), wildcard())
+    transpose = is_op("relax.permute_dims")(first)
+    return first, transpose, is_op("relax.reshape")(transpose, wildcard())
+
+
+def channel_shuffle(first: relax.Call, transpose: relax.Call, shuffle: relax.Call):
+    """(input, groups, NCHW shape) if the three calls are a channel shuffle with groups >= 2, else None:
+    (N, C, H, W) -> (N, g, C/g, H, W) -> axes [0, 2, 1, 3, 4] -> (N, C, H, W)."""
+    source = first.args[0]
+    in_shape, grouped, out_shape = shape_of(source), shape_of(first), shape_of(shuffle)
+    if in_shape is None or grouped is None or out_shape is None or len(in_shape) != 4 or len(grouped) != 5:
+        return None
+    batch, channels, height, width = in_shape
+    groups = grouped[1]
+    axes = [int(a) for a in transpose.attrs.axes] if transpose.attrs.axes is not None else None
+    if (
+        axes != [0, 2, 1, 3, 4] or out_shape != in_shape or groups < 2
+        or grouped != [batch, groups, channels // groups, height, width] or groups * grouped[2] != channels
+    ):
+        return None
+    return source, groups, in_shape

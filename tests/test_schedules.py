@@ -1,0 +1,94 @@
+"""Hand-written schedules (schedules/): each rule claims its kernels, leaves others, and computes exactly what
+the unscheduled kernel computes — on x86 here, on aarch64 under qemu (test_arm.py builds with them), and its
+CUDA variant compiles (test_build_run.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import tvm
+from shuffletvm.schedules import RULES, fallback
+
+from shuffletvm.targets import resolve_target
+
+X86 = resolve_target("x86").tvm_target()
+
+
+def _kernels(model: str) -> list[tuple[str, tvm.tirx.PrimFunc]]:
+    from shuffletvm.tuning.tune import _lowered
+
+    mod = _lowered([model], 1, X86)[0]
+    return [(gv.name_hint, f) for gv, f in mod.functions.items()
+            if isinstance(f, tvm.tirx.PrimFunc) and not f.attrs.get("tirx.is_scheduled", False)]
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    return _kernels("shufflenet_v2_x0_5") + _kernels("shufflenet_v1_g3_x0_5")
+
+
+def _run(func: tvm.tirx.PrimFunc, args: list[np.ndarray]) -> np.ndarray:
+    import tvm.runtime
+
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=X86)
+    tensors = [tvm.runtime.tensor(a) for a in args]
+    lib(*tensors)
+    return tensors[-1].numpy()
+
+
+def _claims(func: tvm.tirx.PrimFunc) -> list[str]:
+    return [name for name, rule in RULES.items() if rule(func, X86) is not None]
+
+
+def test_each_kernel_is_claimed_by_at_most_one_rule_and_every_rule_fires(kernels):
+    fired: Counter = Counter()
+    for name, func in kernels:
+        claims = _claims(func)
+        assert len(claims) <= 1, (name, claims)
+        fired.update(claims)
+    # V2 0.5x + V1 g3 0.5x: depthwise 3x3 (stride 1 and 2), 1x1 convs (grouped and not), the classifier
+    assert fired["depthwise_conv3x3"] >= 8 and fired["grouped_conv1x1"] >= 10 and fired["matmul"] == 2, fired
+
+
+def test_rules_say_not_mine():
+    for name, func in _kernels("shufflenet_v2_x0_5"):
+        claims = _claims(func)
+        if "max_pool" in name or "mean" in name:
+            assert not claims, (name, claims)
+        if name == "fused_conv2d_add_relu":  # the 3x3 stride-2 stem: dense, not depthwise, not 1x1
+            assert not claims
+
+
+@pytest.mark.parametrize("rule", list(RULES) + ["fallback"])
+def test_schedule_computes_what_the_kernel_computes(kernels, rule):
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for name, func in kernels:
+        if rule == "fallback":
+            if _claims(func):
+                continue
+            sch = fallback.schedule(func, X86)
+        else:
+            sch = RULES[rule](func, X86)
+        if sch is None:
+            continue
+        args = [rng.standard_normal([int(s) for s in a.shape]).astype(np.float32) for a in ArgInfo.from_prim_func(func)]
+        expected = _run(func, [a.copy() for a in args])
+        got = _run(sch.mod["main"], [a.copy() for a in args])
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max(), err_msg=name)
+        checked += 1
+    assert checked >= (2 if rule in ("matmul", "fallback") else 8), checked
+
+
+def test_schedules_target_the_vector_width():
+    from shuffletvm.schedules._common import vector_lanes
+
+    from shuffletvm.targets import TargetOptions
+
+    assert vector_lanes(resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()) == 16
+    assert vector_lanes(resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()) == 8
+    assert vector_lanes(resolve_target("arm").tvm_target()) == 4
