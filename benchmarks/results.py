@@ -1,7 +1,8 @@
-"""Writes benchmarks/RESULTS.md: `shuffletvm compare` for the models and batch sizes users ask about, plus a
-per-kernel profile of the tuned modules (what holds them back).
+"""Writes benchmarks/RESULTS.md: `shuffletvm compare` for the models and batch sizes users ask about — TVM's
+stock pipeline, + shuffletvm's passes, + hand-written schedules, tuned, and the vendor runtimes — plus a
+per-kernel profile of the tuned modules (what holds them back) and the per-kernel table of benchmarks/kernels.py.
 
-    python benchmarks/results.py [--rounds 10] [--runs 10] [--out benchmarks/RESULTS.md]
+    python benchmarks/results.py [--rounds 10] [--runs 10] [--kernel-rounds 5] [--out benchmarks/RESULTS.md]
 
 Everything is measured in this one run, on this machine, with the tuning log in tuning_logs/.
 """
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from kernels import collect, measure, table  # benchmarks/kernels.py, beside this script
 
 from shuffletvm import tvm_compat
 from shuffletvm.bench.compare import CompareConfig, compare, plot
@@ -57,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--kernel-rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
 
@@ -64,20 +68,34 @@ def main() -> None:
     log = open_log(target, create=False)
     started = time.perf_counter()
     sections, summary = [], []
+    runtimes = ["tvm-tuned", "tvm-hand", "tvm-passes", "tvm-untuned", "pytorch", "torch-compile", "onnxruntime",
+                "openvino-fp32", "openvino-default"]
     for model, batch in ROWS:
-        report = compare(CompareConfig(model=model, batch=batch, rounds=args.rounds, runs_per_round=args.runs))
+        report = compare(CompareConfig(model=model, batch=batch, runtimes=runtimes, rounds=args.rounds,
+                                       runs_per_round=args.runs))
         if (model, batch) == ("shufflenet_v2_x1_0", 1):
             plot(report, HERE / "compare_v2_x1_0.png")
         best = report.best_vendor()
-        tuned = next(r for r in report.rows if r.runtime == "tvm-tuned")
-        untuned = next(r for r in report.rows if r.runtime == "tvm-untuned")
-        tuned_ms = f"{tuned.median_ms:.2f}" if tuned.median_ms else "-"
-        ratio = f"{tuned.median_ms / best.median_ms:.2f}x" if tuned.median_ms and best else "-"
-        summary.append(f"| {model} | {batch} | {tuned_ms} | {untuned.median_ms:.2f} | "
-                       f"{best.runtime} {best.median_ms:.2f} | {ratio} | {tuned.note} |")
+        row = {r.runtime: r for r in report.rows}
+
+        def ms(name: str, row: dict = row) -> str:
+            return f"{row[name].median_ms:.2f}" if row[name].median_ms else "-"
+
+        def ratio(name: str, row: dict = row, best: object = best) -> str:
+            return f"{row[name].median_ms / best.median_ms:.2f}x" if row[name].median_ms and best else "-"
+
+        summary.append(f"| {model} | {batch} | {ms('tvm-tuned')} | {ms('tvm-hand')} | {ms('tvm-passes')} | "
+                       f"{ms('tvm-untuned')} | {best.runtime} {best.median_ms:.2f} | {ratio('tvm-tuned')} | "
+                       f"{ratio('tvm-hand')} | {row['tvm-tuned'].note} |")
         sections += [f"### {model}, batch {batch}", "", report.markdown(), ""]
-        if tuned.median_ms:
+        if row["tvm-tuned"].median_ms:
             sections += [*kernel_profile(model, batch), ""]
+    kernel_rows, _ = collect()
+    measure(kernel_rows, args.kernel_rounds)
+    sections += ["## Per kernel: TVM default vs hand-written schedule vs tuned vs PyTorch", "",
+                 "Every depthwise 3x3 and 1x1 conv kernel of V2 1.0x and V1 g3 1.0x (with its fused bias / residual / "
+                 f"ReLU), medians of {args.kernel_rounds} interleaved rounds of 20 runs "
+                 "(`python benchmarks/kernels.py`).", "", *table(kernel_rows), ""]
     lines = [
         "# Tuned TVM vs untuned TVM vs vendor runtimes (x86)",
         "",
@@ -89,8 +107,13 @@ def main() -> None:
         f"Reproduce: `python benchmarks/results.py --rounds {args.rounds} --runs {args.runs}` (each row is "
         "`shuffletvm compare MODEL --batch N`).",
         "",
-        "| model | batch | TVM tuned ms | TVM untuned ms | best fp32 vendor ms | tuned / best vendor | kernels tuned |",
-        "|---|---:|---:|---:|---|---:|---|",
+        "TVM rows, all in the same run: **tuned** (tuning log; hand schedules where no record), **hand** "
+        "(shuffletvm's passes + hand-written schedules, no tuning), **passes** (shuffletvm's passes, TVM's default "
+        "unscheduled kernels), **stock** (TVM's default Relax pipeline).",
+        "",
+        "| model | batch | TVM tuned ms | TVM hand ms | TVM passes ms | TVM stock ms | best fp32 vendor ms | "
+        "tuned / best vendor | hand / best vendor | kernels |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
         *summary,
         "",
         *sections,

@@ -174,3 +174,18 @@ def test_run_module_built_for_aarch64_on_x86(tmp_path):
     assert cli("build", "shufflenet_v2_x0_5", "--target", "arm", "-o", str(out), "-q").returncode == 0
     np.save(tmp_path / "x.npy", image())
     assert_user_error(cli("run", str(out), "--input", str(tmp_path / "x.npy")), "cannot load")
+
+
+def test_wheel_ships_schedules_and_tuning_logs(tmp_path):
+    """A non-editable install must find the hand-written schedules and the shipped tuning logs too."""
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("shuffletvm-*.whl"))).namelist()
+    for module in ("depthwise_conv3x3", "grouped_conv1x1", "matmul", "fallback"):
+        assert f"shuffletvm/schedules/{module}.py" in names
+    shipped = [n for n in names if n.startswith("shuffletvm/tuning_logs/x86-")]
+    assert any(n.endswith("/database_tuning_record.json") for n in shipped), shipped
+    assert any(n.endswith("/target.json") for n in shipped)

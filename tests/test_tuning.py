@@ -122,6 +122,38 @@ def test_resume_skips_what_the_log_covers(tuned_log):
     assert again.skipped == 1 and again.trials == 0 and again.log.records_now() == before
 
 
+def test_prune_keeps_the_best_records_of_live_kernels(tuned_log, tmp_path):
+    import tvm_ffi
+
+    from shuffletvm.tuning.database import prune_log
+    from shuffletvm.tuning.tasks import records_for
+
+    shutil.copytree(tuned_log / X86.log_key, tmp_path / X86.log_key)
+    log = open_log(X86, tmp_path)
+    tasks = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
+    best_before = float(records_for(tasks["fused_conv2d1_add1"], log.database(), 1)[0].run_secs[0])
+    live = {int(tvm_ffi.structural_hash(tasks[name].extracted.dispatched[0]))
+            for name in ("fused_conv2d1_add1", "mean")}
+    result = prune_log(log, 1, live)
+    assert (result.workloads_before, result.workloads_after) == (3, 2) and result.records_after == 2
+    pruned = open_log(X86, tmp_path, create=False)
+    database = pruned.database()
+    assert pruned.records == 2 and not list((tmp_path).glob("*.pruning")) and not list(tmp_path.glob("*.old"))
+    assert float(records_for(tasks["fused_conv2d1_add1"], database, 1)[0].run_secs[0]) == best_before
+    assert not records_for(tasks["fused_conv2d4_add1"], database)
+    with pytest.raises(ShuffleTVMError, match="keep at least 1"):
+        prune_log(pruned, 0)
+
+
+def test_time_budget_keeps_the_first_round(tmp_path):
+    """A budget that ends during MetaSchedule's first round (every kernel's first batch is started before any
+    is joined) still commits every batch already measured: both kernels get their 16 trials, not just one."""
+    result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], time_budget_min=0.02, log_dir=tmp_path,
+                             kernels="fused_conv2d1_|fused_conv2d4_", num_trials_per_iter=16))
+    assert result.stop_reason == "time budget reached"
+    assert result.trials == 32 and len(result.log.database().get_all_tuning_records()) == 34  # + 2 seeds
+
+
 def test_tuning_starts_from_the_hand_schedule_once(tuned_log):
     """The depthwise kernels' hand schedules are records of their own in the log (so the build can never pick a
     searched candidate slower than them), and seeding again finds them there and measures nothing."""

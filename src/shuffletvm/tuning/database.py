@@ -163,3 +163,56 @@ def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = Tr
         logger.warning("%s: skipped %d corrupt or truncated line(s)%s", path, log.rejected,
                        ", kept in *.rejected" if log.writable else "")
     return log
+
+
+@dataclass
+class PruneResult:
+    records_before: int
+    records_after: int
+    workloads_before: int
+    workloads_after: int
+
+
+def prune_log(log: TuningLog, keep: int, live: set[int] | None = None) -> PruneResult:
+    """Rewrite `log` with at most `keep` fastest valid records per kernel, and only the kernels whose workload
+    structural hash is in `live` (all if None): what a shipped log needs. Builds use only the best record; the
+    search seeds its population from the best few. The new files are written beside the old ones and swapped
+    in with renames, so an interrupted prune leaves the old log."""
+    import shutil
+
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    if keep < 1:
+        raise ShuffleTVMError(f"keep at least 1 record per kernel, got {keep}")
+    old = log.database()
+    by_workload: dict[int, list[Any]] = {}
+    for record in old.get_all_tuning_records():
+        if not record.run_secs or any(float(s) >= 1e9 for s in record.run_secs):
+            continue
+        key = int(tvm_ffi.structural_hash(record.workload.mod))
+        if live is None or key in live:
+            by_workload.setdefault(key, []).append(record)
+    staging = log.path.with_name(log.path.name + ".pruning")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    shutil.copy2(log.path / MANIFEST, staging / MANIFEST)
+    new = ms.database.JSONDatabase(path_workload=str(staging / WORKLOADS), path_tuning_record=str(staging / RECORDS),
+                                   allow_missing=True, module_equality="structural")
+    kept = 0
+    for records in by_workload.values():
+        records.sort(key=lambda r: sum(float(s) for s in r.run_secs) / len(r.run_secs))
+        workload = new.commit_workload(records[0].workload.mod)
+        for record in records[:keep]:
+            new.commit_tuning_record(ms.database.TuningRecord(
+                trace=record.trace, workload=workload, run_secs=record.run_secs, target=record.target,
+                args_info=record.args_info,
+            ))
+            kept += 1
+    result = PruneResult(log.records_now(), kept, log.workloads, len(by_workload))
+    retired = log.path.with_name(log.path.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    log.path.rename(retired)
+    staging.rename(log.path)
+    shutil.rmtree(retired)
+    return result

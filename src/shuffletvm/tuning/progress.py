@@ -41,6 +41,7 @@ class TuneProgress:
     _empty_rounds: dict[int, int] = field(default_factory=dict)
     _last_error: str = ""
     _bar: Any = None
+    _flushing: bool = False
 
     def open(self) -> None:
         from tqdm import tqdm
@@ -101,8 +102,22 @@ class TuneProgress:
         if self._failed_batches >= DEAD_DEVICE_BATCHES:
             self.stop(scheduler, f"the device failed every trial of {DEAD_DEVICE_BATCHES} batches in a row "
                                  f"(last error: {self._last_error or 'none reported'})")
-        elif self.deadline is not None and time.monotonic() > self.deadline:
+        elif self.deadline is not None and time.monotonic() > self.deadline and not self._flushing:
+            self._flush(scheduler, local_id)
             self.stop(scheduler, "time budget reached")
+
+    def _flush(self, scheduler: Any, local_id: int) -> None:
+        """Commit the batches already built and measured before stopping. MetaSchedule's gradient scheduler
+        starts every task's first batch before it joins any (its warm-up round: with 40 kernels, about 600
+        candidates and ten minutes on 2 cores); stopping at the first join would drop all of them. Joining the
+        other running tasks here runs the database callback for each; this callback only counts them."""
+        self._flushing = True
+        try:
+            for other, record in enumerate(scheduler.tasks_):
+                if other != local_id and record.measure_candidates is not None and not record.is_terminated:
+                    scheduler.join_running_task(other)
+        finally:
+            self._flushing = False
 
     def stop(self, scheduler: Any, reason: str) -> None:
         """End the run: raised through MetaSchedule's C++ loop and caught by `tune`, after the database

@@ -1,0 +1,37 @@
+"""Prunes the shipped x86 tuning log to what builds of the benchmarked models use: their kernels only, the
+`--keep` fastest records each (default 16). Run after tuning, before committing the log.
+
+    python benchmarks/prune_shipped_log.py [--keep 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import tvm_ffi
+
+from shuffletvm.targets import resolve_target
+from shuffletvm.tuning.database import open_log, prune_log
+from shuffletvm.tuning.tasks import extract_tasks
+from shuffletvm.tuning.tune import _lowered
+
+SHIPPED = [(("shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v1_g3_x1_0", "shufflenet_v1_g8_x1_0"), 1),
+           (("shufflenet_v2_x1_0",), 8)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=int, default=16)
+    args = parser.parse_args()
+    target = resolve_target("x86")
+    tvm_target = target.tvm_target()
+    live = {int(tvm_ffi.structural_hash(task.extracted.dispatched[0]))
+            for models, batch in SHIPPED for task in extract_tasks(_lowered(list(models), batch, tvm_target), tvm_target)}
+    log = open_log(target)
+    result = prune_log(log, args.keep, live)
+    print(f"{log.path}: {result.records_before} -> {result.records_after} records, "
+          f"{result.workloads_before} -> {result.workloads_after} kernels (kept {args.keep} per kernel)")
+
+
+if __name__ == "__main__":
+    main()
