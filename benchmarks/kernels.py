@@ -122,10 +122,15 @@ def collect(target_name: str = "x86") -> tuple[list[KernelRow], Any]:
 
 
 def measure(rows: list[KernelRow], rounds: int) -> None:
-    for _ in range(rounds):
-        for row in rows:
-            for name, timer in row.timers.items():
-                row.times.setdefault(name, []).append(timer())
+    """TVM's variants interleaved, then PyTorch on its own: run between TVM kernels, PyTorch's OpenMP workers
+    keep spinning on the same cores after each call and slow TVM's parallel kernels down (and TVM's pool
+    PyTorch's), which would measure the two runtimes fighting rather than the kernels."""
+    for phase in (lambda name: name != "pytorch", lambda name: name == "pytorch"):
+        for _ in range(rounds):
+            for row in rows:
+                for name, timer in row.timers.items():
+                    if phase(name):
+                        row.times.setdefault(name, []).append(timer())
 
 
 def table(rows: list[KernelRow]) -> list[str]:
@@ -168,7 +173,8 @@ def main() -> None:
         "# Per-kernel: TVM default vs hand-written schedule vs tuned vs PyTorch (x86)",
         "",
         f"Depthwise 3x3 and 1x1 conv kernels of {' and '.join(MODELS)} (each with its fused bias / residual / "
-        f"ReLU epilogue), batch 1, {threads} threads; medians of {args.rounds} interleaved rounds of 20 runs. "
+        f"ReLU epilogue), batch 1, {threads} threads; medians of {args.rounds} rounds of 20 runs (TVM's variants "
+        "interleaved, PyTorch after them: their thread pools would otherwise contend). "
         f"Tuned = best record in `{log.path.name}` ({log.records} records). "
         "Shared machine: compare within a row.",
         "",

@@ -94,7 +94,7 @@ def main() -> None:
     measure(kernel_rows, args.kernel_rounds)
     sections += ["## Per kernel: TVM default vs hand-written schedule vs tuned vs PyTorch", "",
                  "Every depthwise 3x3 and 1x1 conv kernel of V2 1.0x and V1 g3 1.0x (with its fused bias / residual / "
-                 f"ReLU), medians of {args.kernel_rounds} interleaved rounds of 20 runs "
+                 f"ReLU), medians of {args.kernel_rounds} rounds of 20 runs, TVM variants interleaved, PyTorch after them "
                  "(`python benchmarks/kernels.py`).", "", *table(kernel_rows), ""]
     lines = [
         "# Tuned TVM vs untuned TVM vs vendor runtimes (x86)",

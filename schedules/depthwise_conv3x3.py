@@ -1,10 +1,12 @@
 """Depthwise 3×3 convolution (stride 1 and 2), NCHW: every V1 and V2 unit has one.
 
-CPU (x86 AVX-512/AVX2, aarch64 NEON): one (image, channel) plane per task, in parallel. The padded input plane
-is built inside the task (it stays in L1), each output row is accumulated in registers (a `local` cache, the
-whole row one vector: 28, 14 or 7 lanes, which LLVM splits into the target's registers) over the 9 unrolled
-taps, then bias and any ReLU/residual are applied as the row is written. No reduction runs inside a vector
-lane, so no fast-math reassociation is needed.
+CPU (x86 AVX-512/AVX2, aarch64 NEON): one (image, channel) plane at a time. The padded input plane is built
+for it (it stays in L1), each output row is accumulated in registers (a `local` cache, the whole row one
+vector: 28, 14 or 7 lanes, which LLVM splits into the target's registers) over the 9 unrolled taps, then bias
+and any ReLU/residual are applied as the row is written. No reduction runs inside a vector lane, so no
+fast-math reassociation is needed. Planes run in parallel only when the kernel has at least `PARALLEL_MACS`
+multiply-adds: ShuffleNet's depthwise convs at batch 1 are 0.1-0.8 M MACs, a few microseconds, less than
+waking a thread pool costs (the tuned schedules MetaSchedule finds for them are single-threaded too).
 
 GPU (CUDA): one thread per output element, a thread block per group of planes; the 9 taps unrolled.
 """
@@ -16,6 +18,7 @@ from typing import Any
 from ._common import conv_shape, fold_epilogue, pad_producer
 
 GPU_THREADS = 128
+PARALLEL_MACS = 2_000_000
 
 
 def schedule(func: Any, target: Any) -> Any | None:
@@ -46,7 +49,8 @@ def _cpu(sch: Any, conv: Any, shape: Any) -> Any:
     sch.unroll(rx)
     sch.vectorize(x)  # before the init is split off: vectorize checks the block is a complete reduction
     sch.vectorize(sch.get_loops(write)[-1])
-    sch.parallel(plane)
+    if shape.batch * shape.out_channels * shape.out_h * shape.out_w * 9 >= PARALLEL_MACS:
+        sch.parallel(plane)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
     return sch

@@ -60,7 +60,10 @@ def test_data_movement_tasks_are_told_apart_and_capped():
     assert concats and all(not t.compute for t in concats)
     assert convs and all(t.compute for t in convs)
     assert all(t.budget(64) == 1 for t in concats) and all(t.budget(64) == 64 for t in convs)
-    assert all(t.compute for t in _tasks("shufflenet_v2_x0_5"))
+    # V2: no shuffle task left; the one data-movement kernel is the concat before conv5 (whose shuffle conv5
+    # reads through)
+    v2_moves = [t.name for t in _tasks("shufflenet_v2_x0_5") if not t.compute]
+    assert len(v2_moves) == 1 and "concatenate" in v2_moves[0], v2_moves
 
 
 def test_cuda_kernels_are_unscheduled_tuning_tasks():
@@ -68,7 +71,8 @@ def test_cuda_kernels_are_unscheduled_tuning_tasks():
     so hide it from MetaSchedule; shuffletvm's pipeline schedules after extraction, so CUDA has tasks."""
     target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
     tasks = extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target)
-    assert len(tasks) == len(_tasks("shufflenet_v2_x0_5")) and all(t.compute for t in tasks)
+    on_x86 = _tasks("shufflenet_v2_x0_5")
+    assert len(tasks) == len(on_x86) and sum(t.compute for t in tasks) == sum(t.compute for t in on_x86) >= 15
 
 
 def test_log_is_per_target_and_stamped(tmp_path):
