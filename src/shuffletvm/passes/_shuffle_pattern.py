@@ -32,6 +32,27 @@ def use_counts(func: relax.Function) -> Counter:
     return uses
 
 
+class Bindings:
+    """One function's dataflow: the variable each value is bound to, and how often each variable is used.
+    Pattern matches are values; whether an intermediate feeds anything else is a property of its variable."""
+
+    def __init__(self, func: relax.Function) -> None:
+        self.var_of: dict[Any, relax.Var] = {}
+        self.uses = use_counts(func)
+        relax.analysis.post_order_visit(func.body, self._collect)
+
+    def _collect(self, expr: Any) -> None:
+        if isinstance(expr, relax.SeqExpr):
+            for block in expr.blocks:
+                for binding in block.bindings:
+                    if isinstance(binding, relax.VarBinding):
+                        self.var_of[binding.value] = binding.var
+
+    def single_use(self, value: relax.Expr) -> bool:
+        var = self.var_of.get(value)
+        return var is not None and self.uses[var] == 1
+
+
 def shuffle_patterns(source: Any = None) -> tuple[Any, Any, Any]:
     """(first reshape, permute_dims, last reshape) patterns of `reshape -> permute_dims -> reshape`."""
     first = is_op("relax.reshape")(source if source is not None else wildcard(), wildcard())

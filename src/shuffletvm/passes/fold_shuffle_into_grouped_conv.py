@@ -19,14 +19,13 @@ conv is bare) and before FuseConcatShuffleSplit (which takes the shuffles left, 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import tvm
 from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call
 
 from ..kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
-from ._shuffle_pattern import channel_shuffle, shape_of, shuffle_patterns, use_counts
+from ._shuffle_pattern import Bindings, channel_shuffle, shape_of, shuffle_patterns
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="FoldShuffleIntoGroupedConv")
@@ -45,27 +44,14 @@ class FoldShuffleIntoGroupedConv:
         for gvar, func in mod.functions.items():
             if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
                 continue
-            self.bound: dict[Any, relax.Var] = {}
-            relax.analysis.post_order_visit(func.body, self._collect_bindings)
-            self.uses = use_counts(func)
+            self.bindings = Bindings(func)
             self.builder.update_func(gvar, rewrite_call(self.conv, self._rewrite, func))
         return self.builder.get()
-
-    def _collect_bindings(self, expr: Any) -> None:
-        if isinstance(expr, relax.SeqExpr):
-            for block in expr.blocks:
-                for binding in block.bindings:
-                    if isinstance(binding, relax.VarBinding):
-                        self.bound[binding.value] = binding.var
-
-    def _single_use(self, value: relax.Expr) -> bool:
-        var = self.bound.get(value)
-        return var is not None and self.uses[var] == 1
 
     def _rewrite(self, expr: relax.Call, matches: dict) -> relax.Expr:
         first, transpose, shuffle = matches[self.first], matches[self.transpose], matches[self.shuffle]
         chain = channel_shuffle(first, transpose, shuffle)
-        if chain is None or not all(self._single_use(v) for v in (first, transpose, shuffle)):
+        if chain is None or not all(self.bindings.single_use(v) for v in (first, transpose, shuffle)):
             return expr
         source, shuffle_groups, (batch, channels, height, width) = chain
         attrs = expr.attrs

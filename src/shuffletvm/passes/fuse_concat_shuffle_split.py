@@ -33,9 +33,8 @@ from tvm import relax
 from tvm.relax.dpl import is_op, rewrite_call, wildcard
 
 from ..kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
-from ._shuffle_pattern import channel_shuffle
+from ._shuffle_pattern import Bindings, channel_shuffle
 from ._shuffle_pattern import shape_of as _shape
-from ._shuffle_pattern import use_counts as _use_counts
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="FuseConcatShuffleSplit")
@@ -62,29 +61,18 @@ class FuseConcatShuffleSplit:
             if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
                 continue
             for pattern in (self.split, self.slice, self.slice_no_strides, self.shuffle):
-                # Variables bound to each value: the use counts are per variable, the matches are values.
-                self.bound, self.slice_uses = {}, Counter()
-                relax.analysis.post_order_visit(func.body, self._collect_bindings)
-                self.uses = _use_counts(func)
+                self.bindings = Bindings(func)
+                self.slice_uses = Counter(  # per variable: how many channel slices read it
+                    value.args[0] for value in self.bindings.var_of if self._is_channel_slice(value)
+                )
                 func = rewrite_call(pattern, self._rewrite, func)
             self.builder.update_func(gvar, func)
         return self.builder.get()
 
-    def _collect_bindings(self, expr: Any) -> None:
-        if isinstance(expr, relax.SeqExpr):
-            for block in expr.blocks:
-                for binding in block.bindings:
-                    if isinstance(binding, relax.VarBinding):
-                        self.bound[binding.value] = binding.var
-                        value = binding.value
-                        if (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
-                                and value.op.name == "relax.strided_slice" and isinstance(value.args[0], relax.Var)
-                                and self._channel_ranges(value, None) is not None):
-                            self.slice_uses[value.args[0]] += 1
-
-    def _single_use(self, value: relax.Expr) -> bool:
-        var = self.bound.get(value)
-        return var is not None and self.uses[var] == 1
+    def _is_channel_slice(self, value: Any) -> bool:
+        return (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
+                and value.op.name == "relax.strided_slice" and isinstance(value.args[0], relax.Var)
+                and self._channel_ranges(value, None) is not None)
 
     def _rewrite(self, expr: relax.Expr, matches: dict) -> relax.Expr:
         first, transpose, shuffle = matches[self.first], matches[self.transpose], matches[self.shuffle]
@@ -94,23 +82,23 @@ class FuseConcatShuffleSplit:
         source, groups, (batch, channels, height, width) = chain
         inputs = [source]
         concat = matches.get(self.concat)
-        if concat is not None and source.same_as(self.bound.get(concat)):
+        if concat is not None and source.same_as(self.bindings.var_of.get(concat)):
             if int(concat.attrs.axis) not in (1, -3) or not isinstance(concat.args[0], relax.Tuple):
                 return expr
             parts = [_shape(t) for t in concat.args[0].fields]
             if any(s is None or len(s) != 4 or [s[0], s[2], s[3]] != [batch, height, width] for s in parts):
                 return expr
-            if self._single_use(concat):
+            if self.bindings.single_use(concat):
                 inputs = list(concat.args[0].fields)
         # Everything between the inputs and the shuffled tensor must feed nothing else.
-        if not (self._single_use(first) and self._single_use(transpose)):
+        if not (self.bindings.single_use(first) and self.bindings.single_use(transpose)):
             return expr
         if expr.same_as(shuffle):
             ranges = [(0, channels)]
         else:
             # A split must be the shuffled tensor's only consumer; slices may be several, all channel slices.
-            var = self.bound.get(shuffle)
-            if var is None or self.uses[var] != (1 if expr.op.name == "relax.split" else self.slice_uses[var]):
+            var = self.bindings.var_of.get(shuffle)
+            if var is None or self.bindings.uses[var] != (1 if expr.op.name == "relax.split" else self.slice_uses[var]):
                 return expr
             ranges = self._channel_ranges(expr, channels)
             if ranges is None:
