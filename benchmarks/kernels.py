@@ -72,7 +72,7 @@ def _torch_timer(name: str, args: list[np.ndarray], stride: int, groups: int) ->
 
 
 def collect(target_name: str = "x86") -> tuple[list[KernelRow], Any]:
-    from shuffletvm.schedules import RULES
+    from shuffletvm.schedules import first_claim
     from shuffletvm.schedules._common import conv_shape
     from tvm import s_tir
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
@@ -107,11 +107,9 @@ def collect(target_name: str = "x86") -> tuple[list[KernelRow], Any]:
             desc = f"{kind} s{stride} {args[0].shape[1]}->{shape.out_channels} @{shape.out_h}x{shape.out_w}"
             row = KernelRow(task.name, {model}, task.weight, desc)
             row.timers["stock"] = _tvm_timer(func, tvm_target, args)
-            for rule in RULES.values():
-                sch = rule(func, tvm_target)
-                if sch is not None:
-                    row.timers["hand"] = _tvm_timer(sch.mod["main"], tvm_target, args)
-                    break
+            claim = first_claim(func, tvm_target)
+            if claim is not None:
+                row.timers["hand"] = _tvm_timer(claim[1].mod["main"], tvm_target, args)
             if database is not None:
                 sch = database.query_schedule(task.extracted.dispatched[0], tvm_target, task.name)
                 if sch is not None:

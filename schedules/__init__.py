@@ -5,6 +5,8 @@ None for "not mine". `fallback` is the CPU catch-all for the kernels no rule cla
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import depthwise_conv3x3, fallback, grouped_conv1x1, matmul
 
 RULES = {
@@ -13,4 +15,13 @@ RULES = {
     "matmul": matmul.schedule,
 }
 
-__all__ = ["RULES", "fallback"]
+__all__ = ["RULES", "fallback", "first_claim"]
+
+
+def first_claim(func: Any, target: Any) -> tuple[str, Any] | None:
+    """(rule name, schedule) of the first rule in `RULES` that claims `func`, or None."""
+    for name, rule in RULES.items():
+        sch = rule(func, target)
+        if sch is not None:
+            return name, sch
+    return None

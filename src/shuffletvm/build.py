@@ -55,7 +55,7 @@ class BuildResult:
     kernels_total: int = 0
     kernels_tuned: int = 0  # kernels whose schedule came from the tuning log
     tuning_log: Path | None = None
-    kernels_hand: int = 0  # hand-written kernels inserted by the graph passes
+    kernels_hand: int = 0  # hand-written: inserted by the graph passes or scheduled by a schedules/ rule
     pass_counts: dict[str, int] = field(default_factory=dict)  # how often each shuffletvm pass fired
 
     @property

@@ -155,27 +155,18 @@ def phase_stats(phase: str, mod: Any) -> PhaseStats:
 
 def inspect_model(config: InspectConfig) -> InspectReport:
     from .build import load_graph
-    from .pipeline import PipelineOptions, phases
+    from .pipeline import PipelineOptions, run_phases
     from .targets import resolve_target
 
     target = resolve_target(config.target, config.target_options)
     graph = load_graph(config.model, config.batch, None, config.onnx)
     tvm_target = target.tvm_target()
-    options = PipelineOptions()
-    if config.dump_dir is not None:
-        if config.dump_dir.exists() and not config.dump_dir.is_dir():
-            raise ShuffleTVMError(f"--dump-dir '{config.dump_dir}' exists and is not a folder")
-        config.dump_dir.mkdir(parents=True, exist_ok=True)
-    mod = graph.mod
-    stats = [phase_stats("imported", mod)]
-    with tvm_target:
-        for index, phase in enumerate(phases(tvm_target, options)):
-            mod = phase.passes(mod)
-            stats.append(phase_stats(phase.name, mod))
-            if config.dump_dir is not None:
-                (config.dump_dir / f"{index:02d}_{phase.name}.py").write_text(mod.script(show_meta=False))
-            if phase.name == LAST_PHASE:
-                break
+    if config.dump_dir is not None and config.dump_dir.exists() and not config.dump_dir.is_dir():
+        raise ShuffleTVMError(f"--dump-dir '{config.dump_dir}' exists and is not a folder")
+    options = PipelineOptions(dump_dir=config.dump_dir)
+    stats = [phase_stats("imported", graph.mod)]
+    for phase, mod in run_phases(graph.mod, tvm_target, options, until=LAST_PHASE):
+        stats.append(phase_stats(phase.name, mod))
     passes = {k: v for k, v in options.stats.items() if not k.startswith("kernels")}
     return InspectReport(graph.name, target.name, stats, passes)
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:
         target = tvm.target.Target.current()
         kernels = [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
         options.stats["kernels"] = len(kernels)
-        options.stats["kernels_hand"] = sum(bool(f.attrs.get("tirx.is_scheduled", False)) for _, f in kernels)
+        options.stats["kernels_hand"] = sum(tvm_compat.is_scheduled(f) for _, f in kernels)
         options.stats["kernels_tuned"] = sum(
             options.database.query_tuning_record(_normalize_mod(f), target, gv.name_hint) is not None
             for gv, f in kernels
@@ -106,34 +107,40 @@ def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:
 TUNING_PHASES = ("library-dispatch", "graph-optimize", "legalize")
 
 
+def run_phases(mod: tvm.IRModule, target: Any, options: PipelineOptions,
+               until: str | None = None) -> Iterator[tuple[Phase, tvm.IRModule]]:
+    """Run the phases in order, yielding the module after each (and writing it to `options.dump_dir`), and
+    stop after phase `until`. The phases are built and run inside `with target` (some passes, such as
+    MetaScheduleApplyDatabase, read the target when constructed) and inside the database's context."""
+    if options.dump_dir is not None:
+        options.dump_dir.mkdir(parents=True, exist_ok=True)
+    with target, (options.database if options.database is not None else contextlib.nullcontext()):
+        for index, phase in enumerate(phases(target, options)):
+            start = time.perf_counter()
+            mod = phase.passes(mod)
+            logger.debug("phase %-16s %.2f s", phase.name, time.perf_counter() - start)
+            if options.dump_dir is not None:
+                (options.dump_dir / f"{index:02d}_{phase.name}.py").write_text(mod.script(show_meta=False))
+            yield phase, mod
+            if phase.name == until:
+                return
+
+
 def lower_for_tuning(mod: tvm.IRModule, target: Any, options: PipelineOptions | None = None) -> tvm.IRModule:
     """Run the phases before `schedule`: the TensorIR kernels they leave are what tuning sees and what the
     build later looks up in the database, so both must come from these same phases."""
-    options = options or PipelineOptions()
-    with target:
-        for phase in phases(target, options):
-            if phase.name in TUNING_PHASES:
-                mod = phase.passes(mod)
+    for _phase, mod in run_phases(mod, target, options or PipelineOptions(), until=TUNING_PHASES[-1]):
+        pass
     return mod
 
 
 def make_pipeline(target: Any, options: PipelineOptions | None = None) -> tvm.transform.Pass:
     options = options or PipelineOptions()
-    with target:  # some passes (MetaScheduleApplyDatabase) read the target when constructed
-        ordered = phases(target, options)
-    if options.dump_dir is not None:
-        options.dump_dir.mkdir(parents=True, exist_ok=True)
 
     @tvm.transform.module_pass(opt_level=0, name="ShuffleTVMPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        with target, (options.database if options.database is not None else contextlib.nullcontext()):
-            for index, phase in enumerate(ordered):
-                start = time.perf_counter()
-                mod = phase.passes(mod)
-                logger.debug("phase %-16s %.2f s", phase.name, time.perf_counter() - start)
-                if options.dump_dir is not None:
-                    path = options.dump_dir / f"{index:02d}_{phase.name}.py"
-                    path.write_text(mod.script(show_meta=False))
+        for _phase, mod in run_phases(mod, target, options):
+            pass
         return mod
 
     return _pipeline

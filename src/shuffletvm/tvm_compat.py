@@ -175,3 +175,9 @@ def tir_expr_classes() -> dict[str, type]:
 
 
 IF_THEN_ELSE = "prim.if_then_else"  # 0.27's name for TIR's lazy select (was tir.if_then_else)
+IS_SCHEDULED = "tirx.is_scheduled"  # 0.27's PrimFunc attribute (was tir.is_scheduled): dlight and MetaSchedule skip
+
+
+def is_scheduled(func: Any) -> bool:
+    """A PrimFunc that carries a schedule already (hand-written, from a tuning record, or dlight's)."""
+    return func.attrs is not None and bool(func.attrs.get(IS_SCHEDULED, False))

@@ -20,6 +20,8 @@ from typing import Any
 import tvm
 from tvm import te, tirx
 
+from .. import tvm_compat
+
 OPAQUE = 8  # relax OpPatternKind::kOpaque
 GPU_THREADS = 256
 
@@ -115,4 +117,4 @@ def concat_shuffle_split(spec: ShuffleSpec, target: Any) -> tirx.PrimFunc:
     gpu = "gpu" in target.keys
     (_schedule_gpu if gpu else _schedule_cpu)(sch, blocks)
     func = sch.mod["main"]
-    return func.without_attr("global_symbol").with_attrs({"tirx.is_scheduled": True, "op_pattern": OPAQUE})
+    return func.without_attr("global_symbol").with_attrs({tvm_compat.IS_SCHEDULED: True, "op_pattern": OPAQUE})

@@ -17,36 +17,37 @@ from collections import Counter
 import tvm
 from tvm import tirx
 
+from .. import tvm_compat
+
 
 @tvm.ir.transform.module_pass(opt_level=0, name="ApplyHandSchedules")
 class ApplyHandSchedules:
-    def __init__(self, counters: Counter | None = None, fallback: bool = True) -> None:
+    def __init__(self, counters: Counter | None = None) -> None:
         self.counters = counters if counters is not None else Counter()
-        self.fallback = fallback
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        from ..schedules import RULES, fallback
+        from ..schedules import fallback, first_claim
 
         target = tvm.target.Target.current(allow_none=False)
+        name = self.__class__.__name__
         updates = {}
         for gvar, func in mod.functions.items():
-            if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", False):
+            if not isinstance(func, tirx.PrimFunc) or tvm_compat.is_scheduled(func):
                 continue
-            for name, rule in RULES.items():
-                sch = rule(func, target)
-                if sch is not None:
-                    updates[gvar] = sch.mod["main"]
-                    self.counters[self.__class__.__name__] += 1
-                    self.counters[f"{self.__class__.__name__}.{name}"] += 1
-                    break
+            claim = first_claim(func, target)
+            if claim is not None:
+                rule, sch = claim
+                self.counters[name] += 1
+                self.counters[f"{name}.{rule}"] += 1
             else:
-                sch = fallback.schedule(func, target) if self.fallback else None
-                if sch is not None:
-                    updates[gvar] = sch.mod["main"]
-                    self.counters[f"{self.__class__.__name__}.fallback"] += 1
+                sch = fallback.schedule(func, target)
+                if sch is None:
+                    continue
+                self.counters[f"{name}.fallback"] += 1
+            updates[gvar] = sch.mod["main"]
         if not updates:
             return mod
         mod = mod.clone()
         for gvar, func in updates.items():
-            mod.update_func(gvar, func.with_attr("tirx.is_scheduled", True))
+            mod.update_func(gvar, func.with_attr(tvm_compat.IS_SCHEDULED, True))
         return mod

@@ -21,14 +21,9 @@ logger = logging.getLogger(__name__)
 
 def hand_schedule(task: TuneTask, target: Any) -> tuple[str, Any] | None:
     """(rule name, schedule) of the first `schedules/` rule that claims the task's kernel."""
-    from ..schedules import RULES
+    from ..schedules import first_claim
 
-    func = task.extracted.dispatched[0]["main"]
-    for name, rule in RULES.items():
-        sch = rule(func, target)
-        if sch is not None:
-            return name, sch
-    return None
+    return first_claim(task.extracted.dispatched[0]["main"], target)
 
 
 def seed_hand_schedules(tasks: list[TuneTask], database: Any, builder: Any, runner: Any, target: Any) -> int:

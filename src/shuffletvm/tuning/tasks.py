@@ -41,8 +41,10 @@ def _has_reduction(mod: Any) -> bool:
 
 
 def _hand_written(mod: Any) -> bool:
-    """Kernels a shuffletvm pass inserted already scheduled (`tirx.is_scheduled`): nothing to tune."""
-    return any(bool(f.attrs.get("tirx.is_scheduled", False)) for f in mod.functions.values() if f.attrs is not None)
+    """Kernels a shuffletvm pass inserted already scheduled: nothing to tune."""
+    from .. import tvm_compat
+
+    return any(tvm_compat.is_scheduled(f) for f in mod.functions.values())
 
 
 def extract_tasks(mods: list[Any], target: Any) -> list[TuneTask]:
