@@ -1,13 +1,39 @@
 #!/usr/bin/env bash
-# Runs on a GPU machine with PyTorch (CUDA) and no TVM: unpacks the runtime from .gpu/ (see
-# prepare_gpu_bundle.sh) and runs benchmarks/gpu_check.py. Writes results to ${OUT:-.gpu/out}.
-set -euo pipefail
+# On a GPU machine with PyTorch (CUDA) and nvcc but no TVM and no network: installs TVM from .gpu/
+# ($BUNDLE, default .gpu/: scripts/prepare_gpu_bundle.sh) and shuffletvm from this checkout, then runs what a user runs there:
+#   1. parity of V2 1.0x on CUDA against PyTorch     2. a short MetaSchedule tune of V2 1.0x (XGBoost model)
+#   3. compare: tuned, hand-scheduled and stock TVM against PyTorch (cuDNN), TensorRT where installed
+#   4. parity of V1 g3 1.0x
+# Each step has its own time limit, so the whole script ends inside 10 minutes (the tune is given
+# TUNE_MINUTES; MetaSchedule finishes the round in flight). STEPS picks steps; TUNE_ARGS adds tune options
+# (e.g. "--kernels REGEX"). Records go to the checkout's tuning_logs/cuda-sm_XY/ (so a tune resumes from what
+# is committed there). Writes ${OUT:-.gpu/out}: gpu_check.log, parity_*.json, compare.json, compare.png and a
+# copy of the CUDA tuning log (tuning_log/).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-SITE=/tmp/shuffletvm-gpu-site
 OUT=${OUT:-.gpu/out}
-mkdir -p "$SITE" "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .gpu/apache_tvm_ffi-*.whl
-tar -C "$SITE" -xJf .gpu/tvm_runtime.tar.xz
+WORK=${WORK:-/tmp/shuffletvm-gpu}
+BUNDLE=${BUNDLE:-.gpu}
+TUNE_MINUTES=${TUNE_MINUTES:-2.5}
+STEPS=${STEPS:-parity-v2 tune compare parity-v1}
+LOGS=$PWD/tuning_logs
+mkdir -p "$OUT" "$WORK/site"
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+start=$SECONDS
+
+step() {  # step NAME SECONDS COMMAND...: runs COMMAND with a time limit and says how it ended
+    local name=$1 limit=$2
+    shift 2
+    [[ " $STEPS " == *" $name "* ]] || return 0
+    echo "== $name: start at $((SECONDS - start)) s, limit $limit s"
+    timeout --kill-after=15 "$limit" "$@"
+    echo "== $name: exit $? after $((SECONDS - start)) s"
+}
+
+echo "== setup"
+tar -C "$WORK/site" -xJf "$BUNDLE/site.tar.xz" || exit 1
+xz -dc "$BUNDLE/tvm_compiler.so.xz" > "$WORK/site/tvm/lib/libtvm_compiler.so" || exit 1
+python3 -m pip install -q --no-deps --no-index --no-build-isolation --no-compile --target "$WORK/site" . || exit 1
 # libtvm_runtime_cuda.so needs libcudart.so.13: take the one PyTorch's CUDA wheels or the toolkit ship.
 cudart=$(python3 - <<'PY'
 import glob, os, site
@@ -16,10 +42,18 @@ hits = [p for r in roots for p in glob.glob(os.path.join(r, "**", "libcudart.so.
 print(os.path.dirname(hits[0]) if hits else "")
 PY
 )
-export LD_LIBRARY_PATH="${cudart}:$SITE/tvm_ffi/lib:$SITE/tvm/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PYTHONPATH="$SITE:$PWD/src" TVM_USE_RUNTIME_LIB=1 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 benchmarks/gpu_check.py --bundle .gpu --out "$OUT/gpu_check.json" 2>&1 | tee "$OUT/gpu_check.log"
-# The CLI itself, as a user runs it on the GPU box.
-python3 -c "import numpy as np; np.save('$OUT/x.npy', np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype('float32'))"
-python3 -m shuffletvm run .gpu/shufflenet_v2_x1_0.cuda.so --input "$OUT/x.npy" --output "$OUT/y.npy" --top 3 2>&1 | tee -a "$OUT/gpu_check.log"
+export LD_LIBRARY_PATH="${cudart}:$WORK/site/tvm_ffi/lib:$WORK/site/tvm/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONPATH="$WORK/site" PYTHONUNBUFFERED=1 PATH="$PATH:/usr/local/cuda/bin"
+nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader
+nvcc --version | tail -1
+python3 -c "import tvm, xgboost, torch; print('tvm', tvm.__version__, '| xgboost', xgboost.__version__, '| torch', torch.__version__)" || exit 1
+echo "== setup done after $((SECONDS - start)) s"
+
+step parity-v2 120 python3 -m shuffletvm parity shufflenet_v2_x1_0 --target cuda --json "$OUT/parity_shufflenet_v2_x1_0.json"
+step tune $((${TUNE_MINUTES%.*} * 60 + 150)) python3 -m shuffletvm tune shufflenet_v2_x1_0 --target cuda --time-budget "$TUNE_MINUTES" \
+    --log-dir "$LOGS" ${TUNE_ARGS:-}
+step compare 170 python3 -m shuffletvm compare shufflenet_v2_x1_0 --target cuda --log-dir "$LOGS" \
+    --runtimes tvm-tuned tvm-hand tvm-untuned pytorch-cuda tensorrt --json "$OUT/compare.json" --plot "$OUT/compare.png"
+mkdir -p "$OUT/tuning_log" && cp "$LOGS"/cuda-*/*.json "$OUT/tuning_log/" 2>/dev/null
+step parity-v1 100 python3 -m shuffletvm parity shufflenet_v1_g3_x1_0 --target cuda --json "$OUT/parity_shufflenet_v1_g3_x1_0.json"
+echo "== done after $((SECONDS - start)) s"

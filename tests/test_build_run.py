@@ -189,3 +189,22 @@ def test_wheel_ships_schedules_and_tuning_logs(tmp_path):
     shipped = [n for n in names if n.startswith("shuffletvm/tuning_logs/x86-")]
     assert any(n.endswith("/database_tuning_record.json") for n in shipped), shipped
     assert any(n.endswith("/target.json") for n in shipped)
+
+
+def test_cuda_builds_after_a_cuda_module_is_served(tmp_path):
+    """`compare` on a GPU builds, loads, builds again in one process. Loading installs shuffletvm's answer to
+    TVM's compile callback (the embedded kernels); on a GPU machine the next build compiles its new kernels
+    through that same callback, which must hand them to TVM's compiler (found on an H200: the second build
+    failed). Without a GPU the build does not reach the callback, so the callback is called directly, in both
+    orders (build -> serve -> compile, serve -> build -> compile), each in a fresh interpreter."""
+    kernel = 'extern "C" __global__ void k(float* x) { x[threadIdx.x] = 1.0f; }'
+    build = (f"r = build(BuildConfig(output=Path({str(tmp_path / 'a.so')!r}), model='shufflenet_v2_x0_5', "
+             "target='cuda', target_options=TargetOptions(cuda_arch='sm_90'), use_tuning_logs=False))\n")
+    serve = f"assert cuda_kernels.serve_embedded_kernels(Path({str(tmp_path / 'a.so')!r}))\n"
+    compile_new = ("import tvm, tvm_ffi\nwith tvm.target.Target({'kind': 'cuda', 'arch': 'sm_90'}):\n"
+                   f"    assert len(bytes(tvm_ffi.get_global_func('tvm_callback_cuda_compile')({kernel!r}))) > 100\n")
+    head = ("from pathlib import Path\nfrom shuffletvm.build import BuildConfig, build\n"
+            "from shuffletvm import cuda_kernels\nfrom shuffletvm.targets import TargetOptions\n")
+    for script in (head + build + serve + compile_new, head + serve + build + compile_new):
+        proc = subprocess.run([sys.executable, "-c", script + "print('ok')"], capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-1500:]

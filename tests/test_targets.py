@@ -24,7 +24,8 @@ def test_arm_is_cross_compiled_aarch64_with_neon():
 
 
 def test_cuda_without_gpu_uses_given_or_default_arch():
-    assert resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).spec == {"kind": "cuda", "arch": "sm_90"}
+    spec = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).spec
+    assert spec["kind"] == "cuda" and spec["arch"] == "sm_90" and spec["max_shared_memory_per_block"] == 49152
     assert resolve_target("cuda").device == "cuda"
 
 

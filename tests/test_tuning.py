@@ -75,6 +75,18 @@ def test_cuda_kernels_are_unscheduled_tuning_tasks():
     assert len(tasks) == len(on_x86) and sum(t.compute for t in tasks) == sum(t.compute for t in on_x86) >= 15
 
 
+def test_cuda_preset_carries_what_metaschedule_needs():
+    """MetaSchedule's CUDA rules read the GPU's limits from the target (a bare {"kind": "cuda"} fails at the
+    first task: `missing attribute max_threads_per_block`); the preset's target generates design spaces."""
+    from tvm.s_tir import meta_schedule as ms
+
+    target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
+    task = next(t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target) if t.compute)
+    context = ms.TuneContext(mod=task.extracted.dispatched[0], target=target, space_generator="post-order-apply",
+                             search_strategy="evolutionary", task_name=task.name)
+    assert context.generate_design_space()
+
+
 def test_log_is_per_target_and_stamped(tmp_path):
     log = open_log(X86, tmp_path)
     stamp = json.loads((log.path / "target.json").read_text())

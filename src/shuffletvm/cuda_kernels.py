@@ -90,27 +90,54 @@ def read_embedded(library: Path) -> tuple[str, bytes] | None:
     return None
 
 
+_CALLBACK = "tvm_callback_cuda_compile"
 _SERVED: dict[str, bytes] = {}  # sha256 of CUDA source -> fatbin, for every library loaded in this process
+_BUILD_TIME_CALLBACK: list[Any] = []  # TVM's own compile callback, when its compiler is loaded in this process
 
 
 def _compile_callback(code: str) -> bytes:
     sha = hashlib.sha256(str(code).encode()).hexdigest()
-    if sha not in _SERVED:
-        raise RuntimeError("this module's CUDA kernels were not compiled at build time; rebuild it with shuffletvm")
-    return _SERVED[sha]
+    if sha in _SERVED:
+        return _SERVED[sha]
+    if _BUILD_TIME_CALLBACK:  # a build in this process (TVM's codegen compiles through the same callback)
+        return _BUILD_TIME_CALLBACK[0](code)
+    raise RuntimeError("this module's CUDA kernels were not compiled at build time; rebuild it with shuffletvm")
+
+
+def enable_build_time_compile() -> None:
+    """Before a CUDA build: TVM's compile callback (`tvm.support.nvcc`, NVRTC or nvcc) must be registered. If a
+    module was loaded in this process first, ours holds the name: TVM's is registered beneath it and ours
+    hands it every source it does not serve."""
+    import sys
+
+    import tvm_ffi
+
+    if "tvm.support.nvcc" in sys.modules:
+        return
+    if _SERVED:
+        tvm_ffi.remove_global_func(_CALLBACK)
+    import tvm.support.nvcc  # noqa: F401 - registers tvm_callback_cuda_compile
+
+    if _SERVED:
+        _BUILD_TIME_CALLBACK.append(tvm_ffi.get_global_func(_CALLBACK))
+        tvm_ffi.register_global_func(_CALLBACK, _compile_callback, override=True)
 
 
 def serve_embedded_kernels(library: Path) -> bool:
     """Make TVM's load-time CUDA compile callback answer with the kernels embedded in `library` (keyed by the
     SHA-256 of their source, so several modules can be loaded in one process). Returns whether `library` had
-    any. Source without matching kernels is refused, never compiled behind the user's back."""
+    any. Source without matching kernels is refused, never compiled behind the user's back; where TVM's compiler
+    is loaded too, its own callback stays in charge of other source, so later builds in this process work."""
     import tvm_ffi
 
     embedded = read_embedded(library)
     if embedded is None:
         return False
     if not _SERVED:
-        tvm_ffi.register_global_func("tvm_callback_cuda_compile", _compile_callback, override=True)
+        previous = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+        if previous is not None:
+            _BUILD_TIME_CALLBACK.append(previous)
+        tvm_ffi.register_global_func(_CALLBACK, _compile_callback, override=True)
     sha, fatbin = embedded
     _SERVED[sha] = fatbin
     return True

@@ -26,6 +26,10 @@ ARM_MCPUS = ["generic", "cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76", 
 AARCH64_CXX = "aarch64-linux-gnu-g++"
 DEFAULT_CUDA_ARCH = "sm_80"
 CUDA_HOST = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+# Limits every NVIDIA GPU since Volta shares (TVM's own nvidia/* tags carry the same values). MetaSchedule's
+# CUDA rules and its VerifyGPUCode check read them from the target and refuse to tune without them.
+CUDA_LIMITS = {"max_threads_per_block": 1024, "max_shared_memory_per_block": 49152, "registers_per_block": 65536,
+               "thread_warp_size": 32}
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,8 @@ def _cuda(opts: TargetOptions) -> ResolvedTarget:
     if not arch.startswith("sm_") or not arch[3:].isdigit():
         raise ShuffleTVMError(f"CUDA architecture '{arch}' is not of the form sm_XY (e.g. sm_80, sm_90)")
     # The host side only launches kernels; a generic x86-64 host keeps the .so portable across GPU servers.
-    return ResolvedTarget("cuda", {"kind": "cuda", "arch": arch}, dict(CUDA_HOST), "cuda", "x86_64", notes=notes)
+    spec = {"kind": "cuda", "arch": arch, **CUDA_LIMITS}
+    return ResolvedTarget("cuda", spec, dict(CUDA_HOST), "cuda", "x86_64", notes=notes)
 
 
 PRESETS: dict[str, Callable[[TargetOptions], ResolvedTarget]] = {"x86": _x86, "arm": _arm, "cuda": _cuda}

@@ -89,8 +89,9 @@ def prepare_codegen(target: Any) -> None:
         return
     import importlib.util
 
-    import tvm.support.nvcc  # noqa: F401 - registers tvm_callback_cuda_compile
+    from . import cuda_kernels
 
+    cuda_kernels.enable_build_time_compile()
     if importlib.util.find_spec("cuda") is None:
         os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
 
