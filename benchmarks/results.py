@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from kernels import collect, measure, table  # benchmarks/kernels.py, beside this script
 
 from shuffletvm import tvm_compat

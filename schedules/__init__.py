@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import depthwise_conv3x3, fallback, grouped_conv1x1, matmul
+from . import depthwise_conv3x3, fallback, grouped_conv1x1, matmul, packed_conv1x1
 
 RULES = {
     "depthwise_conv3x3": depthwise_conv3x3.schedule,
     "grouped_conv1x1": grouped_conv1x1.schedule,
+    "packed_conv1x1": packed_conv1x1.schedule,
     "matmul": matmul.schedule,
 }
 

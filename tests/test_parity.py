@@ -10,6 +10,8 @@ from torch import nn
 from shuffletvm.models import MODELS
 from shuffletvm.models.registry import create_model
 from shuffletvm.parity import ParityConfig, check_parity
+from shuffletvm.passes.pack_conv1x1_weights import weight_block
+from shuffletvm.targets import resolve_target
 
 from .conftest import assert_user_error, cli
 
@@ -30,6 +32,27 @@ def test_parity_torch_export_x86(name):
     assert report.pass_counts.get("FoldBatchNorm") == batch_norms
     assert report.pass_counts.get("FoldShuffleIntoGroupedConv", 0) == folded
     assert report.pass_counts.get("FuseConcatShuffleSplit", 0) == fused
+    assert report.pass_counts.get("PackConv1x1Weights", 0) == _packable_convs(model), report.pass_counts
+
+
+def _packable_convs(model: nn.Module) -> int:
+    """1x1 stride-1 convs whose output plane and channels the layout policy packs, found by running the model."""
+    import torch
+
+    target = resolve_target("x86").tvm_target()
+    found = []
+
+    def hook(conv, _inputs, output):
+        if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0):
+            plane = output.shape[2] * output.shape[3]
+            found.append(weight_block(target, conv.out_channels // conv.groups, plane) is not None)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 224, 224))
+    for h in handles:
+        h.remove()
+    return sum(found)
 
 
 def test_parity_cli_prints_table_and_json(tmp_path):

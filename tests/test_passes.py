@@ -11,9 +11,11 @@ import tvm
 from tvm import relax
 
 from shuffletvm.kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
+from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
 from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
-from shuffletvm.passes import FoldBatchNorm, FoldShuffleIntoGroupedConv, FuseConcatShuffleSplit
-from shuffletvm.targets import resolve_target
+from shuffletvm.passes import FoldBatchNorm, FoldShuffleIntoGroupedConv, FuseConcatShuffleSplit, PackConv1x1Weights
+from shuffletvm.passes.pack_conv1x1_weights import weight_block
+from shuffletvm.targets import TargetOptions, resolve_target
 
 TARGET = resolve_target("x86").tvm_target()
 RNG = np.random.default_rng(0)
@@ -363,6 +365,80 @@ def test_fold_shuffle_near_misses_unchanged(case):
     assert counters["FoldShuffleIntoGroupedConv"] == 0
 
 
+# -------------------------------------------------------------------------------- PackConv1x1Weights (layout)
+
+def _pack(mod: tvm.IRModule, target=TARGET) -> tuple[tvm.IRModule, Counter]:
+    counters: Counter = Counter()
+    with target:
+        return PackConv1x1Weights(target, counters)(mod), counters
+
+
+def test_pack_conv1x1_weights_before_expected():
+    weight = _const(32, 24, 1, 1)
+    x = relax.Var("x", _t(1, 24, 7, 7))
+    mod = _module([x], lambda bb, x: relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, weight))))
+    after, counters = _pack(mod)
+
+    block = weight_block(TARGET, 32, 49)
+    x2 = relax.Var("x", _t(1, 24, 7, 7))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x2]):
+        with bb.dataflow():
+            kernel = bb.add_func(packed_conv1x1(PackedConv1x1Spec(1, 24, 32, 7, 7, 1, 1, block)), "conv1x1_packed")
+            conv = bb.emit(relax.call_tir(kernel, [x2, relax.const(pack_weight(weight.value.numpy(), block))],
+                                          _t(1, 32, 7, 7)))
+            out = bb.emit_output(relax.op.nn.relu(conv))
+        bb.emit_func_output(out)
+    tvm.ir.assert_structural_equal(after, bb.get(), map_free_vars=True)
+    assert counters["PackConv1x1Weights"] == 1 and "relax.nn.conv2d" not in _ops(after)
+    data = RNG.standard_normal((1, 24, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], _run(mod, data)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_pack_reads_through_a_folded_shuffle():
+    """V1's grouped conv after a shuffle (FoldShuffleIntoGroupedConv's kernel) on a 7x7 plane: packed, and the
+    shuffle is still read through; the replaced kernel is gone."""
+    weight = _const(48, 8, 1, 1)
+    x = relax.Var("x", _t(2, 24, 7, 7))
+    mod = _module([x], lambda bb, x: _v1_shuffle_gconv(bb, x, weight))
+    folded, _ = _apply(FoldShuffleIntoGroupedConv, mod)
+    after, counters = _pack(folded)
+    assert counters["PackConv1x1Weights"] == 1
+    assert [gv.name_hint for gv in after.get_global_vars()] == ["conv1x1_packed", "main"]
+    data = RNG.standard_normal((2, 24, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], _reference_v1(data, weight.value.numpy(), 3, 3), rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["14x14-plane", "channels-no-block-divides", "3x3-conv", "strided", "arm", "cuda"])
+def test_pack_near_misses_unchanged(case):
+    size = 14 if case == "14x14-plane" else 7
+    out_channels = 20 if case == "channels-no-block-divides" else 32
+    kernel = 3 if case == "3x3-conv" else 1
+    weight = _const(out_channels, 16, kernel, kernel)
+    x = relax.Var("x", _t(1, 16, size, size))
+    mod = _module([x], lambda bb, x: relax.op.nn.conv2d(x, weight, strides=2 if case == "strided" else 1))
+    target = {"arm": resolve_target("arm").tvm_target(),
+              "cuda": resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target(),
+              # 14x14 is packed with AVX2 (measured faster there), not with AVX-512
+              "14x14-plane": resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target(),
+              }.get(case, TARGET)
+    after, counters = _pack(mod, target)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["PackConv1x1Weights"] == 0
+
+
+def test_weight_block_policy():
+    """Measured per target (the table in passes/pack_conv1x1_weights.py): 7x7 planes with AVX-512, up to 14x14
+    with AVX2, the widest block that divides the output channels per group."""
+    avx512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
+    avx2 = resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()
+    assert weight_block(avx512, 1024, 49) == 16 and weight_block(avx512, 232, 49) == 8
+    assert weight_block(avx2, 232, 49) == 8 and weight_block(avx2, 20, 49) is None
+    assert weight_block(avx512, 1024, 196) is None and weight_block(avx512, 20, 49) is None
+    assert weight_block(avx2, 40, 196) == 8 and weight_block(avx2, 40, 784) is None
+
+
 # ------------------------------------------------------------------------------------------------- inspect
 
 def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
@@ -380,8 +456,10 @@ def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
     assert rows["legalize"][3] == "16" and float(rows["legalize"][4].split()[0]) < float(rows["imported"][4].split()[0])
     assert "FoldBatchNorm 56" in proc.stdout and "FuseConcatShuffleSplit 15" in proc.stdout
     assert "FoldShuffleIntoGroupedConv 1" in proc.stdout
+    # layout: the 7x7 stage's 1x1 convs (and conv5) as packed-weight kernels, 8 more call_tir launches
+    assert "PackConv1x1Weights 9" in proc.stdout and int(rows["layout"][1]) > int(rows["graph-optimize"][1])
     dumps = sorted(p.name for p in (tmp_path / "dump").iterdir())
-    assert dumps[0] == "00_library-dispatch.py" and "02_legalize.py" in dumps
+    assert dumps[0] == "00_library-dispatch.py" and "02_layout.py" in dumps and "03_legalize.py" in dumps
 
 
 def test_inspect_bad_dump_dir(tmp_path):

@@ -23,7 +23,13 @@ import tvm
 from tvm import relax
 
 from . import tvm_compat
-from .passes import ApplyHandSchedules, FoldBatchNorm, FoldShuffleIntoGroupedConv, FuseConcatShuffleSplit
+from .passes import (
+    ApplyHandSchedules,
+    FoldBatchNorm,
+    FoldShuffleIntoGroupedConv,
+    FuseConcatShuffleSplit,
+    PackConv1x1Weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +70,9 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),
         ])),
+        # Weight layouts: 1x1 convs on small planes (7x7) get output-channel-blocked, pre-packed weights on x86,
+        # where that measured faster than NCHW (passes/pack_conv1x1_weights.py); activations stay NCHW.
+        Phase("layout", tvm.transform.Sequential([PackConv1x1Weights(target, options.stats)])),
         # Relax ops -> TensorIR, operator fusion: the kernels, unscheduled (what tuning sees).
         Phase("legalize", tvm.transform.Sequential(tvm_compat.without_default_schedules(stock["legalize"]))),
         # Each kernel's schedule: its tuning record if the database has one, else a hand-written schedule

@@ -38,6 +38,11 @@ def _i64(value: int) -> tirx.IntImm:
     return tirx.IntImm("int64", value)  # as LegalizeOps writes shapes: FuseTIR merges buffers by type
 
 
+def shuffled_channel(j, groups, per_shuffle):
+    """Channel `j` of shuffle(x) is channel perm(j) of x (TIR expressions or ints)."""
+    return tirx.floormod(j, groups) * per_shuffle + tirx.floordiv(j, groups)
+
+
 def shuffled_group_conv(spec: ShuffledGroupConvSpec) -> tirx.PrimFunc:
     n_, c_, o_, h_, w_ = (_i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
                                              spec.width))
@@ -53,10 +58,12 @@ def shuffled_group_conv(spec: ShuffledGroupConvSpec) -> tirx.PrimFunc:
     rx = te.reduce_axis((zero, one), name="rx")
 
     def compute(n, o, h, w):
-        j = tirx.floordiv(o, per_group_out) * per_group_in + rc
-        channel = tirx.floormod(j, groups) * per_shuffle + tirx.floordiv(j, groups)
+        channel = shuffled_channel(tirx.floordiv(o, per_group_out) * per_group_in + rc, groups, per_shuffle)
         return te.sum(data[n, channel, h + ry, w + rx] * weight[o, rc, ry, rx], axis=[rc, ry, rx])
 
     out = te.compute((n_, o_, h_, w_), compute, name="group_conv2d_nchw")
     func = te.create_prim_func([data, weight, out])
-    return func.without_attr("global_symbol").with_attr("op_pattern", OUT_EWISE_FUSABLE)
+    # the conv's grouping, for passes that rewrite this kernel again (PackConv1x1Weights)
+    return (func.without_attr("global_symbol").with_attr("op_pattern", OUT_EWISE_FUSABLE)
+            .with_attr("shuffletvm.conv_groups", spec.conv_groups)
+            .with_attr("shuffletvm.shuffle_groups", spec.shuffle_groups))

@@ -8,9 +8,8 @@ records appended to `tuning_logs/<target>/` as they are measured. CPU candidates
 
 from __future__ import annotations
 
-import os
-
 import logging
+import os
 import re
 import shutil
 import signal

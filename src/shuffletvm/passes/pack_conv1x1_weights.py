@@ -1,0 +1,127 @@
+"""PackConv1x1Weights: the layout phase. A 1×1 conv on a small plane gets its weights pre-packed in blocks of
+output channels ([O, Cg, 1, 1] -> [O/B, Cg, B], at compile time); activations stay NCHW.
+
+Why: in NCHW a 1×1 conv vectorizes over pixels. A 7×7 plane has 49 of them, which fill 16-lane (AVX-512)
+vectors badly, and conv5 of V2 (464 -> 1024) is the single most expensive kernel of the model. With the
+weights packed, the kernel (`kernels/packed_conv1x1.py`, scheduled by `schedules/packed_conv1x1.py`)
+vectorizes over B consecutive output channels instead: one contiguous weight load per input channel, one
+broadcast per pixel. What the vendor runtimes do with NCHW16c and pre-packed weights, restricted to the
+weights, so no layout conversion or shuffle rewriting is needed anywhere else in the graph.
+
+Which layout wins, per target (`benchmarks/layout.py` -> `benchmarks/LAYOUT.md`: hand schedules, one kernel at
+a time, this 2-core Zen 5, AVX2 as AVX2 code on it), NCHW us / packed us:
+
+| 1x1 conv | AVX-512 | AVX2 |
+|---|---:|---:|
+| V2 1.0x conv5 464 -> 1024 @7x7 (reads the last shuffle) | 319 / 101 (B16) | 328 / 274 (B8) |
+| V2 1.0x stage 4, 232 -> 232 @7x7 | 36 / 27 (B8) | 37 / 30 (B8) |
+| V1 g3 1.0x stage 4, 240 -> 960 g3 @7x7 (reads the shuffle) | 54 / 20 (B16) | 56 / 48 (B8) |
+| V1 g3 1.0x stage 3, 480 -> 120 g3 @14x14 | 19 / 41 (B8) | 61 / 42 (B8) |
+| V1 g3 1.0x stage 3, 120 -> 480 g3 @14x14 (reads the shuffle) | 26 / 27 (B16) | 70 / 61 (B8) |
+
+So the policy is per vector width (`MAX_PLANE`): with AVX-512, pack 7x7 planes only (14x14 has 12 full
+vectors of pixels and NCHW wins there); with AVX2, pack 7x7 and 14x14 planes. B = the vector width or half
+of it, at least 8, dividing the output channels per group. Not applied on aarch64 (speed cannot be measured
+here: emulated) nor on CUDA (threads over pixels coalesce; no measurement says otherwise).
+
+Rewrites, on constant weights: `conv2d(x, W)` 1×1 / stride 1 / no padding / NCHW-OIHW, and the
+`shuffled_group_conv` kernels FoldShuffleIntoGroupedConv made (their grouping read from the PrimFunc's
+attributes), into `call_tir(packed_conv1x1, [x, pack(W)])`. Exact: the same products summed in the same order.
+Leaves unchanged: larger planes, channel counts no block divides, other convs, GPU and ARM targets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import tvm
+from tvm import relax
+from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_const, is_op, rewrite_call, wildcard
+
+from ..kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
+from ._shuffle_pattern import shape_of
+
+MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: measured, table above
+MIN_BLOCK = 8  # blocks of 16 and 8 channels were measured; narrower ones were not
+
+
+def weight_block(target: Any, out_per_group: int, plane: int) -> int | None:
+    """Output channels per weight block for a 1x1 conv on `target`, or None: keep NCHW weights."""
+    from ..schedules._common import vector_lanes
+
+    keys = set(target.keys)
+    if "cpu" not in keys or "arm_cpu" in keys:
+        return None
+    lanes = vector_lanes(target)
+    if plane > MAX_PLANE.get(lanes, 0):
+        return None
+    return next((b for b in (lanes, lanes // 2) if b >= MIN_BLOCK and out_per_group % b == 0), None)
+
+
+@tvm.ir.transform.module_pass(opt_level=0, name="PackConv1x1Weights")
+class PackConv1x1Weights:
+    """`counters["PackConv1x1Weights"]` counts packed convs."""
+
+    def __init__(self, target: Any, counters: Counter | None = None) -> None:
+        self.target = target
+        self.counters = counters if counters is not None else Counter()
+        self.weight = is_const()
+        self.conv = is_op("relax.nn.conv2d")(wildcard(), self.weight)
+        self.kernel = GlobalVarPattern()
+        self.tir_weight = is_const()
+        self.call_tir = is_op("relax.call_tir")(self.kernel, TuplePattern([wildcard(), self.tir_weight]))
+        self.pattern = self.conv | self.call_tir
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        self.mod = mod
+        self.builder = relax.BlockBuilder(mod)
+        self.kernels: dict[PackedConv1x1Spec, tvm.ir.GlobalVar] = {}
+        for gvar, func in mod.functions.items():
+            if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
+                continue
+            self.builder.update_func(gvar, rewrite_call(self.pattern, self._rewrite, func))
+        return relax.transform.DeadCodeElimination()(self.builder.get())  # the replaced shuffled kernels
+
+    def _rewrite(self, expr: relax.Call, matches: dict) -> relax.Expr:
+        found = self._conv(expr, matches) if self.conv in matches else self._shuffled(expr, matches)
+        if found is None:
+            return expr
+        data, weight, conv_groups, shuffle_groups = found
+        shape, wshape = shape_of(data), list(weight.value.shape)
+        if shape is None or len(shape) != 4 or wshape[2:] != [1, 1] or str(weight.value.dtype) != "float32":
+            return expr
+        batch, channels, height, width = shape
+        out_channels = wshape[0]
+        block = weight_block(self.target, out_channels // conv_groups, height * width)
+        if block is None:
+            return expr
+        spec = PackedConv1x1Spec(batch, channels, out_channels, height, width, conv_groups, shuffle_groups, block)
+        if spec not in self.kernels:
+            self.kernels[spec] = self.builder.add_func(packed_conv1x1(spec), "conv1x1_packed")
+        self.counters[self.__class__.__name__] += 1
+        packed = relax.const(pack_weight(weight.value.numpy(), block))
+        return relax.call_tir(self.kernels[spec], [data, packed],
+                              relax.TensorType((batch, out_channels, height, width), "float32"))
+
+    def _conv(self, expr: relax.Call, matches: dict) -> tuple | None:
+        attrs = expr.attrs
+        if (
+            attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or attrs.out_layout != "NCHW"
+            or [int(v) for v in attrs.strides] != [1, 1] or any(int(v) for v in attrs.padding)
+            or [int(v) for v in attrs.dilation] != [1, 1]
+            or attrs.out_dtype not in ("", None) and str(attrs.out_dtype) != "float32"
+        ):
+            return None
+        return expr.args[0], matches[self.weight], int(attrs.groups), 1
+
+    def _shuffled(self, expr: relax.Call, matches: dict) -> tuple | None:
+        gvar = matches[self.kernel]
+        if any(gvar.same_as(v) for v in self.kernels.values()):  # rewrite_call revisits what it produced
+            return None
+        kernel = self.mod[gvar]
+        if not isinstance(kernel, tvm.tirx.PrimFunc) or kernel.attrs is None \
+                or "shuffletvm.shuffle_groups" not in kernel.attrs:
+            return None
+        return (expr.args[1].fields[0], matches[self.tir_weight], int(kernel.attrs["shuffletvm.conv_groups"]),
+                int(kernel.attrs["shuffletvm.shuffle_groups"]))
