@@ -8,3 +8,7 @@ shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 --target x86 --time-bud
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 --target x86 --time-budget "${BUDGET_MAIN_2:-12}"
 shuffletvm tune shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 --time-budget "${BUDGET_MORE:-15}"
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget "${BUDGET_BATCH8:-10}"
+# Session 3: the layout phase's packed-weight 1x1 kernels (new workloads), all five rows' models.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --kernels packed --trials "${TRIALS_PACKED:-32}"
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --kernels packed --trials "${TRIALS_PACKED:-32}"
