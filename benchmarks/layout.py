@@ -62,7 +62,7 @@ def variants(shape: tuple, target) -> dict[str, tuple]:
     for block in (lanes, lanes // 2):
         if block < 8 or (cout // groups) % block:
             continue
-        func = packed_conv1x1(PackedConv1x1Spec(1, cin, cout, side, side, groups, shuffle, block))
+        func = packed_conv1x1(PackedConv1x1Spec(1, cin, cout, side, side, groups, shuffle, block=block))
         found[f"packed B{block}"] = _timer(packed_rule.schedule(_main(func), target), target,
                                            [x, pack_weight(w, block), out.copy()])
     return found

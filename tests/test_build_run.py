@@ -64,10 +64,11 @@ def test_build_dump_dir_writes_every_phase(tmp_path):
     proc = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m.so"), "--dump-dir", str(tmp_path / "dump"), "-q")
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (tmp_path / "dump").iterdir())
-    assert names == ["00_library-dispatch.py", "01_graph-optimize.py", "02_legalize.py", "03_schedule.py",
-                     "04_dataflow-lower.py", "05_finalize.py"]
+    assert names == ["00_library-dispatch.py", "01_graph-optimize.py", "02_layout.py", "03_legalize.py",
+                     "04_schedule.py", "05_dataflow-lower.py", "06_finalize.py"]
     assert "R.nn.conv2d" in (tmp_path / "dump" / "00_library-dispatch.py").read_text()
-    assert "T.prim_func" in (tmp_path / "dump" / "02_legalize.py").read_text()
+    assert "conv1x1_packed" in (tmp_path / "dump" / "02_layout.py").read_text()
+    assert "T.prim_func" in (tmp_path / "dump" / "03_legalize.py").read_text()
 
 
 def test_batch_8_build(tmp_path):

@@ -384,7 +384,7 @@ def test_pack_conv1x1_weights_before_expected():
     bb = relax.BlockBuilder()
     with bb.function("main", [x2]):
         with bb.dataflow():
-            kernel = bb.add_func(packed_conv1x1(PackedConv1x1Spec(1, 24, 32, 7, 7, 1, 1, block)), "conv1x1_packed")
+            kernel = bb.add_func(packed_conv1x1(PackedConv1x1Spec(1, 24, 32, 7, 7, 1, 1, block=block)), "conv1x1_packed")
             conv = bb.emit(relax.call_tir(kernel, [x2, relax.const(pack_weight(weight.value.numpy(), block))],
                                           _t(1, 32, 7, 7)))
             out = bb.emit_output(relax.op.nn.relu(conv))

@@ -19,22 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
-from .shuffled_group_conv import OUT_EWISE_FUSABLE, shuffled_channel
+from .shuffled_group_conv import OUT_EWISE_FUSABLE, ShuffledGroupConvSpec, i64, shuffled_channel
 
 BLOCK_NAME = "conv1x1_packed"
 
 
 @dataclass(frozen=True)
-class PackedConv1x1Spec:
-    batch: int
-    in_channels: int
-    out_channels: int
-    height: int
-    width: int
-    conv_groups: int
-    shuffle_groups: int
-    block: int  # output channels per weight block (divides out_channels / conv_groups)
-    dtype: str = "float32"
+class PackedConv1x1Spec(ShuffledGroupConvSpec):
+    block: int = 16  # output channels per weight block (divides out_channels / conv_groups)
 
 
 def pack_weight(weight: np.ndarray, block: int) -> np.ndarray:
@@ -43,20 +35,16 @@ def pack_weight(weight: np.ndarray, block: int) -> np.ndarray:
     return np.ascontiguousarray(weight.reshape(out_channels // block, block, per_group).transpose(0, 2, 1))
 
 
-def _i64(value: int) -> tirx.IntImm:
-    return tirx.IntImm("int64", value)  # as LegalizeOps writes shapes: FuseTIR merges buffers by type
-
-
 def packed_conv1x1(spec: PackedConv1x1Spec) -> tirx.PrimFunc:
-    n_, c_, o_, h_, w_ = (_i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
+    n_, c_, o_, h_, w_ = (i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
                                              spec.width))
-    per_group_in = _i64(spec.in_channels // spec.conv_groups)
-    per_group_out = _i64(spec.out_channels // spec.conv_groups)
-    per_shuffle = _i64(spec.in_channels // spec.shuffle_groups)
-    groups, block = _i64(spec.shuffle_groups), _i64(spec.block)
+    per_group_in = i64(spec.in_channels // spec.conv_groups)
+    per_group_out = i64(spec.out_channels // spec.conv_groups)
+    per_shuffle = i64(spec.in_channels // spec.shuffle_groups)
+    groups, block = i64(spec.shuffle_groups), i64(spec.block)
     data = te.placeholder((n_, c_, h_, w_), spec.dtype, name="data")
-    weight = te.placeholder((_i64(spec.out_channels // spec.block), per_group_in, block), spec.dtype, name="weight")
-    rc = te.reduce_axis((_i64(0), per_group_in), name="rc")
+    weight = te.placeholder((i64(spec.out_channels // spec.block), per_group_in, block), spec.dtype, name="weight")
+    rc = te.reduce_axis((i64(0), per_group_in), name="rc")
 
     def compute(n, o, h, w):
         channel = shuffled_channel(tirx.floordiv(o, per_group_out) * per_group_in + rc, groups, per_shuffle)

@@ -34,7 +34,7 @@ class ShuffledGroupConvSpec:
         return (j % self.shuffle_groups) * (self.in_channels // self.shuffle_groups) + j // self.shuffle_groups
 
 
-def _i64(value: int) -> tirx.IntImm:
+def i64(value: int) -> tirx.IntImm:
     return tirx.IntImm("int64", value)  # as LegalizeOps writes shapes: FuseTIR merges buffers by type
 
 
@@ -44,13 +44,13 @@ def shuffled_channel(j, groups, per_shuffle):
 
 
 def shuffled_group_conv(spec: ShuffledGroupConvSpec) -> tirx.PrimFunc:
-    n_, c_, o_, h_, w_ = (_i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
+    n_, c_, o_, h_, w_ = (i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
                                              spec.width))
-    per_group_in = _i64(spec.in_channels // spec.conv_groups)
-    per_group_out = _i64(spec.out_channels // spec.conv_groups)
-    per_shuffle = _i64(spec.in_channels // spec.shuffle_groups)
-    groups = _i64(spec.shuffle_groups)
-    one, zero = _i64(1), _i64(0)
+    per_group_in = i64(spec.in_channels // spec.conv_groups)
+    per_group_out = i64(spec.out_channels // spec.conv_groups)
+    per_shuffle = i64(spec.in_channels // spec.shuffle_groups)
+    groups = i64(spec.shuffle_groups)
+    one, zero = i64(1), i64(0)
     data = te.placeholder((n_, c_, h_, w_), spec.dtype, name="data")
     weight = te.placeholder((o_, per_group_in, one, one), spec.dtype, name="weight")
     rc = te.reduce_axis((zero, per_group_in), name="rc")

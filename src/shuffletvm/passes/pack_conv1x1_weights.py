@@ -96,7 +96,8 @@ class PackConv1x1Weights:
         block = weight_block(self.target, out_channels // conv_groups, height * width)
         if block is None:
             return expr
-        spec = PackedConv1x1Spec(batch, channels, out_channels, height, width, conv_groups, shuffle_groups, block)
+        spec = PackedConv1x1Spec(batch, channels, out_channels, height, width, conv_groups, shuffle_groups,
+                                 block=block)
         if spec not in self.kernels:
             self.kernels[spec] = self.builder.add_func(packed_conv1x1(spec), "conv1x1_packed")
         self.counters[self.__class__.__name__] += 1
