@@ -12,3 +12,8 @@ shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget "${BUDGE
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
     --kernels packed --trials "${TRIALS_PACKED:-32}"
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --kernels packed --trials "${TRIALS_PACKED:-32}"
+# Session 3, then: the kernels that hold back the rows still behind ONNX Runtime (RESULTS.md's per-kernel
+# profiles): V1 g8's grouped 1x1 convs, the stem conv, and at batch 8 the stem and the 28x28 1x1 convs.
+shuffletvm tune shufflenet_v1_g8_x1_0 --target x86 --kernels 'shuffled_group_conv|^fused_conv2d(3|7|11)_' --trials 48
+shuffletvm tune shufflenet_v2_x1_0 --target x86 --kernels '^fused_conv2d_add_relu$' --trials 48
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --kernels '^fused_conv2d(5|8)?_add' --trials 48
