@@ -134,7 +134,7 @@ def serve_embedded_kernels(library: Path) -> bool:
     if embedded is None:
         return False
     if not _SERVED:
-        previous = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+        previous = tvm_ffi.get_global_func(_CALLBACK, allow_missing=True)
         if previous is not None:
             _BUILD_TIME_CALLBACK.append(previous)
         tvm_ffi.register_global_func(_CALLBACK, _compile_callback, override=True)
