@@ -31,7 +31,7 @@ class ConvShape:
 def conv_shape(sch: Any) -> ConvShape | None:
     """The conv block of the function `sch` works on, or None if it has none (or more than one)."""
     func = sch.mod["main"]
-    names = [n for n in CONV_BLOCKS if _has_block(sch, n)]
+    names = [n for n in CONV_BLOCKS if find_block(sch, n) is not None]
     if len(names) != 1:
         return None
     block = sch.get(sch.get_sblock(names[0]))
@@ -50,12 +50,12 @@ def conv_shape(sch: Any) -> ConvShape | None:
     return ConvShape(names[0], n, f, y, x, rc, ry, rx, in_channels // in_per_group)
 
 
-def _has_block(sch: Any, name: str) -> bool:
+def find_block(sch: Any, name: str) -> Any | None:
+    """The block called `name` in the function `sch` works on, or None if it has none."""
     try:
-        sch.get_sblock(name)
-        return True
+        return sch.get_sblock(name)
     except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
-        return False
+        return None
 
 
 def vector_lanes(target: Any) -> int:

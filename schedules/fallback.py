@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._common import find_block
+
 SPATIAL = 0  # IterVar.iter_type: data parallel
 MIN_PARALLEL = 8  # fuse outer spatial loops until at least this many iterations run in parallel
 
@@ -17,7 +19,8 @@ def schedule(func: Any, target: Any) -> Any | None:
         return None
     sch = s_tir.Schedule(func)
     changed = False
-    for block in sch.get_child_blocks(sch.get_sblock("root")) if _has_root(sch) else []:
+    root = find_block(sch, "root")
+    for block in sch.get_child_blocks(root) if root is not None else []:
         loops = sch.get_loops(block)
         iters = sch.get(block).iter_vars
         if not loops or len(loops) != len(iters):
@@ -37,11 +40,3 @@ def schedule(func: Any, target: Any) -> Any | None:
         except Exception:  # noqa: BLE001 - e.g. loops not affine to the block's iterators: leave it
             continue
     return sch if changed else None
-
-
-def _has_root(sch: Any) -> bool:
-    try:
-        sch.get_sblock("root")
-        return True
-    except Exception:  # noqa: BLE001
-        return False

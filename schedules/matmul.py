@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import divisor_at_most, fold_epilogue, vector_lanes
+from ._common import divisor_at_most, find_block, fold_epilogue, vector_lanes
 
 UNROLL = 4
 
@@ -21,9 +21,8 @@ def schedule(func: Any, target: Any) -> Any | None:
     if "gpu" in target.keys:
         return None
     sch = s_tir.Schedule(func)
-    try:
-        matmul = sch.get_sblock("matmul")
-    except Exception:  # noqa: BLE001 - no such block: not mine
+    matmul = find_block(sch, "matmul")
+    if matmul is None:
         return None
     block = sch.get(matmul)
     if len(block.iter_vars) != 3 or [int(iv.iter_type) for iv in block.iter_vars] != [0, 0, 2]:

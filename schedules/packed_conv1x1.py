@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernels.packed_conv1x1 import BLOCK_NAME
-from ._common import divisor_at_most, fold_epilogue, vector_lanes
+from ._common import divisor_at_most, find_block, fold_epilogue, vector_lanes
 
 PIXELS = 7
 
@@ -25,9 +25,8 @@ def schedule(func: Any, target: Any) -> Any | None:
     if "gpu" in target.keys:
         return None
     sch = s_tir.Schedule(func)
-    try:
-        conv = sch.get_sblock(BLOCK_NAME)
-    except Exception:  # noqa: BLE001 - no such block: not mine
+    conv = find_block(sch, BLOCK_NAME)
+    if conv is None:
         return None
     block = sch.get(conv)
     weight = block.reads[1].source

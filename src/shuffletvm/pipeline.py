@@ -113,7 +113,8 @@ def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:
     return _count
 
 
-TUNING_PHASES = ("library-dispatch", "graph-optimize", "legalize")
+# Tuning sees the kernels as they stand after this phase (every phase up to it runs, `layout` included).
+TUNING_LAST_PHASE = "legalize"
 
 
 def run_phases(mod: tvm.IRModule, target: Any, options: PipelineOptions,
@@ -138,7 +139,7 @@ def run_phases(mod: tvm.IRModule, target: Any, options: PipelineOptions,
 def lower_for_tuning(mod: tvm.IRModule, target: Any, options: PipelineOptions | None = None) -> tvm.IRModule:
     """Run the phases before `schedule`: the TensorIR kernels they leave are what tuning sees and what the
     build later looks up in the database, so both must come from these same phases."""
-    for _phase, mod in run_phases(mod, target, options or PipelineOptions(), until=TUNING_PHASES[-1]):
+    for _phase, mod in run_phases(mod, target, options or PipelineOptions(), until=TUNING_LAST_PHASE):
         pass
     return mod
 

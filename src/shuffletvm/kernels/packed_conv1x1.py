@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
-from .shuffled_group_conv import OUT_EWISE_FUSABLE, ShuffledGroupConvSpec, i64, shuffled_channel
+from .shuffled_group_conv import OUT_EWISE_FUSABLE, ShuffledGroupConvSpec, i64
 
 BLOCK_NAME = "conv1x1_packed"
 
@@ -38,17 +38,13 @@ def pack_weight(weight: np.ndarray, block: int) -> np.ndarray:
 def packed_conv1x1(spec: PackedConv1x1Spec) -> tirx.PrimFunc:
     n_, c_, o_, h_, w_ = (i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
                                              spec.width))
-    per_group_in = i64(spec.in_channels // spec.conv_groups)
-    per_group_out = i64(spec.out_channels // spec.conv_groups)
-    per_shuffle = i64(spec.in_channels // spec.shuffle_groups)
-    groups, block = i64(spec.shuffle_groups), i64(spec.block)
+    per_group_in, block = i64(spec.in_channels // spec.conv_groups), i64(spec.block)
     data = te.placeholder((n_, c_, h_, w_), spec.dtype, name="data")
     weight = te.placeholder((i64(spec.out_channels // spec.block), per_group_in, block), spec.dtype, name="weight")
     rc = te.reduce_axis((i64(0), per_group_in), name="rc")
 
     def compute(n, o, h, w):
-        channel = shuffled_channel(tirx.floordiv(o, per_group_out) * per_group_in + rc, groups, per_shuffle)
-        return te.sum(data[n, channel, h, w] * weight[tirx.floordiv(o, block), rc, tirx.floormod(o, block)],
+        return te.sum(data[n, spec.input_channel(o, rc), h, w] * weight[tirx.floordiv(o, block), rc, tirx.floormod(o, block)],
                       axis=[rc])
 
     out = te.compute((n_, o_, h_, w_), compute, name=BLOCK_NAME)

@@ -29,27 +29,23 @@ class ShuffledGroupConvSpec:
     shuffle_groups: int
     dtype: str = "float32"
 
-    def source_channel(self, j: int) -> int:
-        """Input channel that channel `j` of the shuffled tensor is (the reference for the remap)."""
-        return (j % self.shuffle_groups) * (self.in_channels // self.shuffle_groups) + j // self.shuffle_groups
+    def input_channel(self, o: tirx.PrimExpr, rc: tirx.PrimExpr) -> tirx.PrimExpr:
+        """The channel of x that output channel `o` reads at reduction step `rc`: its group's `rc`-th channel of
+        shuffle(x), read through the shuffle."""
+        per_group_in = i64(self.in_channels // self.conv_groups)
+        j = tirx.floordiv(o, i64(self.out_channels // self.conv_groups)) * per_group_in + rc
+        groups = i64(self.shuffle_groups)
+        return tirx.floormod(j, groups) * i64(self.in_channels // self.shuffle_groups) + tirx.floordiv(j, groups)
 
 
 def i64(value: int) -> tirx.IntImm:
     return tirx.IntImm("int64", value)  # as LegalizeOps writes shapes: FuseTIR merges buffers by type
 
 
-def shuffled_channel(j, groups, per_shuffle):
-    """Channel `j` of shuffle(x) is channel perm(j) of x (TIR expressions or ints)."""
-    return tirx.floormod(j, groups) * per_shuffle + tirx.floordiv(j, groups)
-
-
 def shuffled_group_conv(spec: ShuffledGroupConvSpec) -> tirx.PrimFunc:
     n_, c_, o_, h_, w_ = (i64(v) for v in (spec.batch, spec.in_channels, spec.out_channels, spec.height,
                                              spec.width))
     per_group_in = i64(spec.in_channels // spec.conv_groups)
-    per_group_out = i64(spec.out_channels // spec.conv_groups)
-    per_shuffle = i64(spec.in_channels // spec.shuffle_groups)
-    groups = i64(spec.shuffle_groups)
     one, zero = i64(1), i64(0)
     data = te.placeholder((n_, c_, h_, w_), spec.dtype, name="data")
     weight = te.placeholder((o_, per_group_in, one, one), spec.dtype, name="weight")
@@ -58,8 +54,8 @@ def shuffled_group_conv(spec: ShuffledGroupConvSpec) -> tirx.PrimFunc:
     rx = te.reduce_axis((zero, one), name="rx")
 
     def compute(n, o, h, w):
-        channel = shuffled_channel(tirx.floordiv(o, per_group_out) * per_group_in + rc, groups, per_shuffle)
-        return te.sum(data[n, channel, h + ry, w + rx] * weight[o, rc, ry, rx], axis=[rc, ry, rx])
+        return te.sum(data[n, spec.input_channel(o, rc), h + ry, w + rx] * weight[o, rc, ry, rx],
+                      axis=[rc, ry, rx])
 
     out = te.compute((n_, o_, h_, w_), compute, name="group_conv2d_nchw")
     func = te.create_prim_func([data, weight, out])

@@ -66,11 +66,10 @@ class PackConv1x1Weights:
     def __init__(self, target: Any, counters: Counter | None = None) -> None:
         self.target = target
         self.counters = counters if counters is not None else Counter()
-        self.weight = is_const()
-        self.conv = is_op("relax.nn.conv2d")(wildcard(), self.weight)
-        self.kernel = GlobalVarPattern()
-        self.tir_weight = is_const()
-        self.call_tir = is_op("relax.call_tir")(self.kernel, TuplePattern([wildcard(), self.tir_weight]))
+        self.data, self.weight = wildcard(), is_const()
+        self.conv = is_op("relax.nn.conv2d")(self.data, self.weight)
+        self.kernel, self.tir_data, self.tir_weight = GlobalVarPattern(), wildcard(), is_const()
+        self.call_tir = is_op("relax.call_tir")(self.kernel, TuplePattern([self.tir_data, self.tir_weight]))
         self.pattern = self.conv | self.call_tir
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -114,7 +113,7 @@ class PackConv1x1Weights:
             or attrs.out_dtype not in ("", None) and str(attrs.out_dtype) != "float32"
         ):
             return None
-        return expr.args[0], matches[self.weight], int(attrs.groups), 1
+        return matches[self.data], matches[self.weight], int(attrs.groups), 1
 
     def _shuffled(self, expr: relax.Call, matches: dict) -> tuple | None:
         gvar = matches[self.kernel]
@@ -124,5 +123,5 @@ class PackConv1x1Weights:
         if not isinstance(kernel, tvm.tirx.PrimFunc) or kernel.attrs is None \
                 or "shuffletvm.shuffle_groups" not in kernel.attrs:
             return None
-        return (expr.args[1].fields[0], matches[self.tir_weight], int(kernel.attrs["shuffletvm.conv_groups"]),
+        return (matches[self.tir_data], matches[self.tir_weight], int(kernel.attrs["shuffletvm.conv_groups"]),
                 int(kernel.attrs["shuffletvm.shuffle_groups"]))
