@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,21 +44,47 @@ def _tvm_timer(func: Any, target: Any, args: list[np.ndarray]) -> Callable[[], f
     return lambda: evaluator(*tensors).median * 1e6
 
 
-def _torch_timer(name: str, args: list[np.ndarray], stride: int, groups: int) -> Callable[[], float]:
-    import torch
+def _arg(shape: list[int], dtype: str, rng: Any) -> np.ndarray:
+    """A random argument; an int32 one is a stage-buffer channel table (KeepIdentityInPlace's convs):
+    distinct channels of a buffer twice its length."""
+    if dtype == "int32":
+        return rng.permutation(2 * shape[0])[: shape[0]].astype(np.int32)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _conv_args(args: list[np.ndarray]) -> list[np.ndarray]:
+    """The kernel's arguments as the plain conv's (input, weight, bias, [residual,] output): a gather conv
+    (buf, slots, weight, ...) reads channels `slots` of buf; a scatter conv (x, weight, bias, slots, buf) writes
+    into buf."""
+    tables = [i for i, a in enumerate(args) if a.dtype == np.int32]
+    if not tables:
+        return args
+    if tables[0] == 1:
+        return [args[0][:, args[1]], *args[2:]]
+    return [args[0], args[1], args[2], args[4]]
+
+
+def torch_conv(x: Any, w: Any, b: Any, residual: Any, stride: int, groups: int, relu: bool) -> Callable[[], Any]:
+    """The kernel's computation in PyTorch: conv + bias (+ residual) (+ ReLU)."""
     import torch.nn.functional as F
 
-    x, w, b = (torch.from_numpy(a) for a in args[:3])
-    residual = torch.from_numpy(args[3]) if len(args) > 4 else None
-    relu = "relu" in name
     pad = w.shape[-1] // 2
 
-    def run() -> None:
+    def run() -> Any:
         y = F.conv2d(x, w, b.reshape(-1), stride=stride, padding=pad, groups=groups)
         if residual is not None:
             y = y + residual
-        if relu:
-            y = F.relu(y)
+        return F.relu(y) if relu else y
+
+    return run
+
+
+def _torch_timer(name: str, args: list[np.ndarray], stride: int, groups: int) -> Callable[[], float]:
+    import torch
+
+    x, w, b = (torch.from_numpy(a) for a in args[:3])
+    residual = torch.from_numpy(args[3]) if len(args) > 4 else None
+    run = torch_conv(x, w, b, residual, stride, groups, "relu" in name)
 
     def timer() -> float:
         with torch.inference_mode():
@@ -71,16 +97,30 @@ def _torch_timer(name: str, args: list[np.ndarray], stride: int, groups: int) ->
     return timer
 
 
-def collect(target_name: str = "x86") -> tuple[list[KernelRow], Any]:
-    from shuffletvm.schedules import first_claim
+def conv_tasks(models: tuple[str, ...], target: Any) -> Iterator[tuple[str, Any, Any, Any]]:
+    """(model, task, kernel, conv shape) for every 1x1 and depthwise 3x3 conv task of `models` at batch 1."""
     from shuffletvm.schedules._common import conv_shape
     from tvm import s_tir
+
+    from shuffletvm.tuning.tasks import extract_tasks
+    from shuffletvm.tuning.tune import _lowered
+
+    for model in models:
+        for task in extract_tasks(_lowered([model], 1, target), target):
+            func = task.extracted.dispatched[0]["main"]
+            shape = conv_shape(s_tir.Schedule(func))
+            if shape is None or (shape.kernel_h, shape.kernel_w) not in ((1, 1), (3, 3)) or (
+                    shape.kernel_h == 3 and not shape.depthwise):
+                continue
+            yield model, task, func, shape
+
+
+def collect(target_name: str = "x86") -> tuple[list[KernelRow], Any]:
+    from shuffletvm.schedules import first_claim
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from shuffletvm.targets import resolve_target
     from shuffletvm.tuning.database import open_log
-    from shuffletvm.tuning.tasks import extract_tasks
-    from shuffletvm.tuning.tune import _lowered
 
     target = resolve_target(target_name)
     tvm_target = target.tvm_target()
@@ -88,34 +128,29 @@ def collect(target_name: str = "x86") -> tuple[list[KernelRow], Any]:
     database = log.database() if log.records else None
     rows: dict[int, KernelRow] = {}
     rng = np.random.default_rng(0)
-    for model in MODELS:
-        for task in extract_tasks(_lowered([model], 1, tvm_target), tvm_target):
-            func = task.extracted.dispatched[0]["main"]
-            shape = conv_shape(s_tir.Schedule(func))
-            if shape is None or (shape.kernel_h, shape.kernel_w) not in ((1, 1), (3, 3)) or (
-                    shape.kernel_h == 3 and not shape.depthwise):
-                continue
-            key = hash(task.extracted.dispatched[0])
-            if key in rows:
-                rows[key].models.add(model)
-                continue
-            args = [rng.standard_normal([int(s) for s in a.shape]).astype(np.float32)
-                    for a in ArgInfo.from_prim_func(func)]
-            in_h = args[0].shape[2]
-            stride = in_h // shape.out_h if shape.kernel_h == 1 else (in_h + 2 - 3) // (shape.out_h - 1) if shape.out_h > 1 else 1
-            kind = "dw3x3" if shape.depthwise else f"1x1 g{shape.groups}"
-            desc = f"{kind} s{stride} {args[0].shape[1]}->{shape.out_channels} @{shape.out_h}x{shape.out_w}"
-            row = KernelRow(task.name, {model}, task.weight, desc)
-            row.timers["stock"] = _tvm_timer(func, tvm_target, args)
-            claim = first_claim(func, tvm_target)
-            if claim is not None:
-                row.timers["hand"] = _tvm_timer(claim[1].mod["main"], tvm_target, args)
-            if database is not None:
-                sch = database.query_schedule(task.extracted.dispatched[0], tvm_target, task.name)
-                if sch is not None:
-                    row.timers["tuned"] = _tvm_timer(sch.mod["main"], tvm_target, args)
-            row.timers["pytorch"] = _torch_timer(task.name, args, stride, shape.groups)
-            rows[key] = row
+    for model, task, func, shape in conv_tasks(MODELS, tvm_target):
+        key = hash(task.extracted.dispatched[0])
+        if key in rows:
+            rows[key].models.add(model)
+            continue
+        args = [_arg([int(s) for s in a.shape], str(a.dtype), rng) for a in ArgInfo.from_prim_func(func)]
+        conv = _conv_args(args)
+        in_h = conv[0].shape[2]
+        stride = in_h // shape.out_h if shape.kernel_h == 1 else (in_h + 2 - 3) // (shape.out_h - 1) if shape.out_h > 1 else 1
+        groups = conv[0].shape[1] // conv[1].shape[1]
+        kind = "dw3x3" if shape.depthwise else f"1x1 g{groups}"
+        desc = f"{kind} s{stride} {conv[0].shape[1]}->{shape.out_channels} @{shape.out_h}x{shape.out_w}"
+        row = KernelRow(task.name, {model}, task.weight, desc)
+        row.timers["stock"] = _tvm_timer(func, tvm_target, args)
+        claim = first_claim(func, tvm_target)
+        if claim is not None:
+            row.timers["hand"] = _tvm_timer(claim[1].mod["main"], tvm_target, args)
+        if database is not None:
+            sch = database.query_schedule(task.extracted.dispatched[0], tvm_target, task.name)
+            if sch is not None:
+                row.timers["tuned"] = _tvm_timer(sch.mod["main"], tvm_target, args)
+        row.timers["pytorch"] = _torch_timer(task.name, conv, stride, groups)
+        rows[key] = row
     return list(rows.values()), log
 
 

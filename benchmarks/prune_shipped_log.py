@@ -1,5 +1,6 @@
-"""Prunes the shipped x86 tuning log to what builds of the benchmarked models use: their kernels only, the
-`--keep` fastest records each (default 16). Run after tuning, before committing the log.
+"""Prunes the shipped x86 tuning log to what builds of the benchmarked models use: their kernels only (and the
+plain convs KeepIdentityInPlace's convs are seeded from), the `--keep` fastest records each (default 16). Run
+after tuning, before committing the log.
 
     python benchmarks/prune_shipped_log.py [--keep 16]
 """
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 
 import tvm_ffi
+from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
 from shuffletvm.targets import resolve_target
 from shuffletvm.tuning.database import open_log, prune_log
+from shuffletvm.tuning.seeds import _plain_twin
 from shuffletvm.tuning.tasks import extract_tasks
 from shuffletvm.tuning.tune import _lowered
 
@@ -25,8 +28,14 @@ def main() -> None:
     args = parser.parse_args()
     target = resolve_target("x86")
     tvm_target = target.tvm_target()
-    live = {int(tvm_ffi.structural_hash(task.extracted.dispatched[0]))
-            for models, batch in SHIPPED for task in extract_tasks(_lowered(list(models), batch, tvm_target), tvm_target)}
+    tasks = [task for models, batch in SHIPPED for task in extract_tasks(_lowered(list(models), batch, tvm_target),
+                                                                          tvm_target)]
+    live = {int(tvm_ffi.structural_hash(task.extracted.dispatched[0])) for task in tasks}
+    # and the plain convs KeepIdentityInPlace's convs replace: a retune seeds them from these (tuning/seeds.py)
+    for task in tasks:
+        twin = _plain_twin(task.extracted.dispatched[0]["main"], tvm_target)
+        if twin is not None:
+            live.add(int(tvm_ffi.structural_hash(_normalize_mod(twin))))
     log = open_log(target)
     result = prune_log(log, args.keep, live)
     print(f"{log.path}: {result.records_before} -> {result.records_after} records, "

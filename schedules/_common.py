@@ -38,16 +38,23 @@ def conv_shape(sch: Any) -> ConvShape | None:
     if len(block.iter_vars) != 7:
         return None
     extents = [int(iv.dom.extent) for iv in block.iter_vars]
-    weight = block.reads[1].source
-    if len(weight.shape) != 4:
+    operands = conv_operands(block)
+    if operands is None or len(operands[1].shape) != 4:
         return None
+    data, weight = operands
     in_per_group = int(weight.shape[1])
-    data = block.reads[0].source
     in_channels = int(data.shape[1])
     if in_channels % in_per_group or func is None:
         return None
     n, f, y, x, rc, ry, rx = extents
     return ConvShape(names[0], n, f, y, x, rc, ry, rx, in_channels // in_per_group)
+
+
+def conv_operands(block: Any) -> tuple[Any, Any] | None:
+    """(data, weight): the buffers a conv block multiplies. An int32 channel table a kernel indexes its input
+    through (kernels/stage_buffer_conv.py's slots) is read too, but is an index, not an operand."""
+    operands = [r.source for r in block.reads if "float" in str(r.source.dtype)]
+    return (operands[0], operands[1]) if len(operands) == 2 else None
 
 
 def find_block(sch: Any, name: str) -> Any | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernels.packed_conv1x1 import BLOCK_NAME
-from ._common import divisor_at_most, find_block, fold_epilogue, vector_lanes
+from ._common import conv_operands, divisor_at_most, find_block, fold_epilogue, vector_lanes
 
 PIXELS = 7
 
@@ -29,7 +29,10 @@ def schedule(func: Any, target: Any) -> Any | None:
     if conv is None:
         return None
     block = sch.get(conv)
-    weight = block.reads[1].source
+    operands = conv_operands(block)
+    if operands is None:
+        return None
+    weight = operands[1]
     lanes_per_block = int(weight.shape[2])
     n, out_channels, height, width, _rc = (int(iv.dom.extent) for iv in block.iter_vars)
     vectors = 2 if vector_lanes(target) >= 16 and out_channels % (2 * lanes_per_block) == 0 else 1

@@ -33,6 +33,22 @@ def test_parity_torch_export_x86(name):
     assert report.pass_counts.get("FoldShuffleIntoGroupedConv", 0) == folded
     assert report.pass_counts.get("FuseConcatShuffleSplit", 0) == fused
     assert report.pass_counts.get("PackConv1x1Weights", 0) == _packable_convs(model), report.pass_counts
+    assert report.pass_counts.get("KeepIdentityInPlace", 0) == _in_place_units(model), report.pass_counts
+
+
+def _in_place_units(model: nn.Module) -> int:
+    """V2: the stride-1 units (3 + 7 + 3) keep their identity half in place, except in a stage whose 1x1 convs
+    the layout policy packs (on AVX-512 the 7x7 stage). V1 has no identity half."""
+    if not hasattr(model, "stage2"):
+        return 0
+    target = resolve_target("x86").tvm_target()
+    units = 0
+    for k, name in enumerate(("stage2", "stage3", "stage4")):
+        stage = getattr(model, name)
+        half = stage[1].branch2[0].out_channels
+        plane = (28 >> k) ** 2
+        units += (len(stage) - 1) * (weight_block(target, half, plane) is None)
+    return units
 
 
 def _packable_convs(model: nn.Module) -> int:

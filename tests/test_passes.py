@@ -13,7 +13,14 @@ from tvm import relax
 from shuffletvm.kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
 from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
 from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
-from shuffletvm.passes import FoldBatchNorm, FoldShuffleIntoGroupedConv, FuseConcatShuffleSplit, PackConv1x1Weights
+from shuffletvm.kernels.stage_buffer_conv import BufferConvSpec, gather_conv1x1, scatter_conv1x1
+from shuffletvm.passes import (
+    FoldBatchNorm,
+    FoldShuffleIntoGroupedConv,
+    FuseConcatShuffleSplit,
+    KeepIdentityInPlace,
+    PackConv1x1Weights,
+)
 from shuffletvm.passes.pack_conv1x1_weights import weight_block
 from shuffletvm.targets import TargetOptions, resolve_target
 
@@ -439,6 +446,213 @@ def test_weight_block_policy():
     assert weight_block(avx2, 40, 196) == 8 and weight_block(avx2, 40, 784) is None
 
 
+# --------------------------------------------------------------------------------------- KeepIdentityInPlace
+
+def _v2_stage(bb, a, b, units: int, end: str, weights: dict):
+    """A V2 stage after its stride-2 unit, as the importers emit it: `units` stride-1 units, then `end`:
+    "next-stage" (the last shuffle feeds a depthwise 3x3 s2 conv + bias + ReLU + 1x1 conv, and a 1x1 conv),
+    "conv5" (conv5 reads the last concat through the shuffle; fold it first), "output" (the shuffle is returned)."""
+    x1, x2 = a, b
+    cat = bb.emit(relax.op.concat([x1, x2], axis=1))
+    for k in range(units):
+        shuffled = _shuffle(bb, cat, 2)
+        channels = int(shuffled.ty.shape.values[1])
+        parts = bb.emit(relax.op.split(shuffled, [channels // 2], axis=1))
+        x1, x2 = bb.emit(relax.TupleGetItem(parts, 0)), bb.emit(relax.TupleGetItem(parts, 1))
+        w1, b1, wd, bd, w3, b3 = weights[k]
+        t = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(x2, w1)), b1))))
+        t = bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(t, wd, padding=1, groups=channels // 2)), bd))
+        y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(t, w3)), b3))))
+        cat = bb.emit(relax.op.concat([x1, y], axis=1))
+    channels = int(cat.ty.shape.values[1])
+    if end == "output":
+        return _shuffle(bb, cat, 2)
+    if end == "conv5":
+        return relax.op.nn.conv2d(_shuffle(bb, cat, 2), weights["conv5"])
+    z = _shuffle(bb, cat, 2)
+    wd, bd, wc, wz, wd2 = weights["next"]  # the next stride-2 unit's two branches
+    d = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(
+        bb.emit(relax.op.nn.conv2d(z, wd, strides=2, padding=1, groups=channels)), bd))))
+    e = bb.emit(relax.op.nn.conv2d(bb.emit(relax.op.nn.conv2d(z, wz)), wd2, strides=2, padding=1, groups=8))
+    return relax.op.add(bb.emit(relax.op.nn.conv2d(d, wc)), e)
+
+
+def _stage_weights(half: int, units: int) -> dict:
+    weights = {k: (_const(half, half, 1, 1), _const(1, half, 1, 1), _const(half, 1, 3, 3), _const(1, half, 1, 1),
+                   _const(half, half, 1, 1), _const(1, half, 1, 1)) for k in range(units)}
+    weights["next"] = (_const(2 * half, 1, 3, 3), _const(1, 2 * half, 1, 1), _const(8, 2 * half, 1, 1),
+                       _const(8, 2 * half, 1, 1), _const(8, 1, 3, 3))
+    weights["conv5"] = _const(16, 2 * half, 1, 1)
+    return weights
+
+
+def _in_place(mod: tvm.IRModule, target=TARGET) -> tuple[tvm.IRModule, Counter]:
+    counters: Counter = Counter()
+    with target:
+        mod = tvm.transform.Sequential([FoldShuffleIntoGroupedConv(counters), FuseConcatShuffleSplit(counters)])(mod)
+        return KeepIdentityInPlace(target, counters)(mod), counters
+
+
+def test_keep_identity_in_place_before_expected():
+    """One unit, its output shuffled into a depthwise conv and a 1x1 conv: the concat+shuffle+split kernel becomes
+    a plain concat, the unit's convs read and write its second half in place, the depthwise conv's weights follow
+    the channels and the 1x1 conv's weight columns undo the order (maps computed here from the shuffle's
+    definition)."""
+    half = 4
+    channels = 2 * half
+    weights = _stage_weights(half, 1)
+    wd2, wc = _const(channels, 1, 3, 3), _const(8, channels, 1, 1)
+    a, b = relax.Var("a", _t(1, half, 6, 6)), relax.Var("b", _t(1, half, 6, 6))
+
+    def body(bb, a, b):
+        z = bb.emit(_v2_stage(bb, a, b, 1, "output", weights))
+        return relax.op.nn.conv2d(bb.emit(relax.op.nn.conv2d(z, wd2, padding=1, groups=channels)), wc)
+
+    mod = _module([a, b], body)
+    after, counters = _in_place(mod)
+
+    s = np.array([(j % 2) * half + j // 2 for j in range(channels)])  # shuffled channel j = concat channel s[j]
+    slots = s[half:].astype("int32")  # the unit's second half, in the concat it was stored as
+    final = s[s]  # after the unit: shuffled channel j sits at buffer channel s[s[j]]
+    w1, b1, wd, bd, w3, b3 = weights[0]
+    depthwise = np.empty_like(wd2.value.numpy())
+    depthwise[final] = wd2.value.numpy()
+    consumer = np.empty_like(wc.value.numpy())
+    consumer[:, final] = wc.value.numpy()
+
+    a2, b2 = relax.Var("a", _t(1, half, 6, 6)), relax.Var("b", _t(1, half, 6, 6))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [a2, b2]):
+        with bb.dataflow():
+            spec = BufferConvSpec(1, half, half, 6, 6, channels)
+            gather = bb.add_func(gather_conv1x1(spec), "conv1x1_gather")
+            scatter = bb.add_func(scatter_conv1x1(spec), "conv1x1_scatter")
+            buf = bb.emit(relax.op.concat([a2, b2], axis=1))
+            t = bb.emit(relax.call_tir(gather, [buf, relax.const(slots), w1], _t(1, half, 6, 6)))
+            t = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(t, b1))))
+            t = bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(t, wd, padding=1, groups=half)), bd))
+            buf = bb.emit(relax.call_tir_inplace(scatter, [t, w3, b3, relax.const(slots), buf], [4],
+                                                 _t(1, channels, 6, 6)))
+            d = bb.emit(relax.op.nn.conv2d(buf, relax.const(depthwise), padding=1, groups=channels))
+            out = bb.emit_output(relax.op.nn.conv2d(d, relax.const(consumer)))
+        bb.emit_func_output(out)
+    tvm.ir.assert_structural_equal(after, bb.get(), map_free_vars=True)
+    assert counters["KeepIdentityInPlace"] == 1
+    assert counters["KeepIdentityInPlace.bytes"] == 2 * 4 * 36 * channels  # one split kernel's copy
+
+    xa, xb = (RNG.standard_normal((1, half, 6, 6)).astype(np.float32) for _ in range(2))
+    np.testing.assert_allclose(_run(after, xa, xb)[0], _run(mod, xa, xb)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("end, size, target, units", [
+    # the next stride-2 unit: its depthwise conv (+ bias, ReLU) and the 1x1 conv after it (packed: 7x7) absorb
+    # the map, as does its other branch's 1x1 conv
+    ("next-stage", 14, TARGET, 3),
+    ("conv5", 14, TARGET, 3),  # conv5 reads the last concat through the folded shuffle
+    ("next-stage", 6, resolve_target("arm").tvm_target(), 3),
+    ("conv5", 7, TARGET, 0),  # a stage whose 1x1 convs the layout phase packed keeps its copies (measured slower)
+])
+def test_keep_identity_in_place_whole_stage_numbers(end, size, target, units):
+    """Three units, every kind of stage end: the same numbers as the copies, and no copy kernel left but the
+    stage's one concat."""
+    half = 8
+    weights = _stage_weights(half, units)
+    a, b = relax.Var("a", _t(2, half, size, size)), relax.Var("b", _t(2, half, size, size))
+    mod = _module([a, b], lambda bb, a, b: _v2_stage(bb, a, b, units, end, weights))
+    counters: Counter = Counter()
+    with target:
+        mod_layout = tvm.transform.Sequential([FoldShuffleIntoGroupedConv(counters), FuseConcatShuffleSplit(counters),
+                                               PackConv1x1Weights(target, counters)])(mod)
+        after = KeepIdentityInPlace(target, counters)(mod_layout)
+    assert counters["KeepIdentityInPlace"] == units, counters
+    names = [gv.name_hint for gv in after.get_global_vars()]
+    if units:
+        assert not [n for n in names if "shuffle" in n and "group_conv" not in n], names
+        assert _ops(after)["relax.concat"] == 1
+    else:
+        tvm.ir.assert_structural_equal(after, mod_layout)
+    if target is TARGET and end == "next-stage":
+        assert any("packed" in n for n in names), names  # the 7x7 conv after the depthwise stride-2 conv
+    xa, xb = (RNG.standard_normal((2, half, size, size)).astype(np.float32) for _ in range(2))
+    if target is TARGET:  # (the unpassed reference sums the packed convs in another order)
+        expected = _run(mod, xa, xb)[0]
+        np.testing.assert_allclose(_run(after, xa, xb)[0], expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("case", ["identity-half-read-elsewhere", "branch-without-relu", "stage-end-unabsorbable",
+                                  "shuffle-groups-4", "cuda"])
+def test_keep_identity_in_place_near_misses_unchanged(case):
+    half = 4
+    weights = _stage_weights(half, 2)
+    a, b = relax.Var("a", _t(1, half, 6, 6)), relax.Var("b", _t(1, half, 6, 6))
+
+    def halves(bb, a, b, groups=2):
+        parts = bb.emit(relax.op.split(_shuffle(bb, bb.emit(relax.op.concat([a, b], axis=1)), groups), [half], axis=1))
+        return bb.emit(relax.TupleGetItem(parts, 0)), bb.emit(relax.TupleGetItem(parts, 1))
+
+    def body(bb, a, b):
+        if case == "identity-half-read-elsewhere":
+            x1, x2 = halves(bb, a, b)
+            w1, b1, _, _, _, _ = weights[0]
+            y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(x2, w1)), b1))))
+            out = _shuffle(bb, bb.emit(relax.op.concat([x1, y], axis=1)), 2)
+            return relax.op.add(out, bb.emit(relax.op.concat([x1, x1], axis=1)))  # x1 read a second time
+        if case == "branch-without-relu":
+            x1, x2 = halves(bb, a, b)
+            y = bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(x2, weights[0][0])), weights[0][1]))
+            return relax.op.nn.conv2d(_shuffle(bb, bb.emit(relax.op.concat([x1, y], axis=1)), 2), weights["conv5"])
+        if case == "stage-end-unabsorbable":
+            return _v2_stage(bb, a, b, 2, "output", weights)  # the shuffled tensor is the function's result
+        if case == "shuffle-groups-4":
+            x1, x2 = halves(bb, a, b, groups=4)
+            w1, b1, _, _, _, _ = weights[0]
+            y = bb.emit(relax.op.nn.relu(bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(x2, w1)), b1))))
+            return relax.op.nn.conv2d(_shuffle(bb, bb.emit(relax.op.concat([x1, y], axis=1)), 4), weights["conv5"])
+        return _v2_stage(bb, a, b, 2, "next-stage", weights)
+
+    mod = _module([a, b], body)
+    target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target() if case == "cuda" else TARGET
+    counters: Counter = Counter()
+    with target:
+        before = tvm.transform.Sequential([FoldShuffleIntoGroupedConv(counters), FuseConcatShuffleSplit(counters)])(mod)
+        after = KeepIdentityInPlace(target, counters)(before)
+    tvm.ir.assert_structural_equal(after, before)
+    assert counters["KeepIdentityInPlace"] == 0
+    if case != "cuda":
+        xa, xb = (RNG.standard_normal((1, half, 6, 6)).astype(np.float32) for _ in range(2))
+        np.testing.assert_allclose(_run(after, xa, xb)[0], _run(mod, xa, xb)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_stage_buffer_kernels_match_numpy():
+    """gather reads channels `slots` of the buffer; scatter writes relu(conv + bias) to channels `slots` and
+    leaves every other channel as it was (in place)."""
+    n, cin, cout, h, w, cb = 2, 12, 16, 5, 5, 40
+    spec = BufferConvSpec(n, cin, cout, h, w, cb)
+    buf = RNG.standard_normal((n, cb, h, w)).astype(np.float32)
+    weight = RNG.standard_normal((cout, cin)).astype(np.float32)
+    oihw = weight[:, :, None, None]
+    bias = RNG.standard_normal((1, cout, 1, 1)).astype(np.float32)
+
+    def run(func, args):
+        import tvm.runtime
+
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=TARGET)
+        tensors = [tvm.runtime.tensor(x) for x in args]
+        lib(*tensors)
+        return tensors[-1].numpy()
+
+    read = RNG.permutation(cb)[:cin].astype("int32")
+    got = run(gather_conv1x1(spec), [buf, read, oihw, np.zeros((n, cout, h, w), np.float32)])
+    np.testing.assert_allclose(got, np.einsum("oc,nchw->nohw", weight, buf[:, read]), rtol=1e-5, atol=1e-5)
+
+    x = RNG.standard_normal((n, cin, h, w)).astype(np.float32)
+    write = RNG.permutation(cb)[:cout].astype("int32")
+    expected = buf.copy()
+    expected[:, write] = np.maximum(np.einsum("oc,nchw->nohw", weight, x) + bias, 0)
+    np.testing.assert_allclose(run(scatter_conv1x1(spec), [x, oihw, bias, write, buf.copy()]), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------- inspect
 
 def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
@@ -453,7 +667,10 @@ def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
     assert rows["imported"][3] == "45"
     # after the passes: 15 concat+shuffle+split kernels (5 distinct) and conv5 reading through the last shuffle
     assert rows["graph-optimize"][1] == "16" and rows["graph-optimize"][2] == "6"
-    assert rows["legalize"][3] == "16" and float(rows["legalize"][4].split()[0]) < float(rows["imported"][4].split()[0])
+    # layout: the identity halves stay in place in the 28x28 and 14x14 stages (one concat each); the 7x7 stage,
+    # whose convs are packed on AVX-512, keeps its 3 copy kernels, and conv5 its concat
+    assert rows["layout"][3] == "6" and "KeepIdentityInPlace 10" in proc.stdout
+    assert rows["legalize"][3] == "6" and float(rows["legalize"][4].split()[0]) < float(rows["graph-optimize"][4].split()[0])
     assert "FoldBatchNorm 56" in proc.stdout and "FuseConcatShuffleSplit 15" in proc.stdout
     assert "FoldShuffleIntoGroupedConv 1" in proc.stdout
     # layout: the 7x7 stage's 1x1 convs (and conv5) as packed-weight kernels, 8 more call_tir launches

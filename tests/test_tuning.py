@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tvm
 
 from shuffletvm.errors import ShuffleTVMError
 from shuffletvm.targets import TargetOptions, resolve_target
@@ -69,10 +70,56 @@ def test_data_movement_tasks_are_told_apart_and_capped():
 def test_cuda_kernels_are_unscheduled_tuning_tasks():
     """The stock CUDA legalize phase ends with dlight's default schedules, which mark every kernel scheduled and
     so hide it from MetaSchedule; shuffletvm's pipeline schedules after extraction, so CUDA has tasks."""
+    import tvm_ffi
+
+    from shuffletvm import tvm_compat
+
     target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
-    tasks = extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target)
-    on_x86 = _tasks("shufflenet_v2_x0_5")
-    assert len(tasks) == len(on_x86) and sum(t.compute for t in tasks) == sum(t.compute for t in on_x86) >= 15
+    lowered = _lowered(["shufflenet_v2_x0_5"], 1, target)
+    tasks = extract_tasks(lowered, target)
+    unscheduled = {tvm_ffi.structural_hash(f) for f in lowered[0].functions.values()
+                   if isinstance(f, tvm.tirx.PrimFunc) and not tvm_compat.is_scheduled(f)}
+    assert len(tasks) == len(unscheduled) and sum(t.compute for t in tasks) >= 15
+
+
+def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
+    """KeepIdentityInPlace's convs are tasks (the in-place one too, which MetaSchedule's extraction skips), and
+    a record of the plain conv each replaces replays on it: the seed computes what the kernel computes."""
+    import numpy as np
+    import tvm.runtime
+    from shuffletvm.schedules import first_claim
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    from shuffletvm.tuning.seeds import _plain_twin, plain_twin_schedule
+
+    target = X86.tvm_target()
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if "gather" in t.name or "scatter" in t.name]
+    assert len(tasks) == 4 and sum("scatter" in t.name for t in tasks) == 2  # two stages in place on x86
+    database = ms.database.MemoryDatabase()
+    rng = np.random.default_rng(0)
+    for task in sorted(tasks, key=lambda t: "scatter" in t.name):  # a stage's gather and scatter share a twin
+        func = task.extracted.dispatched[0]["main"]
+        twin = _plain_twin(func, target)
+        twin_schedule = first_claim(twin, target)[1]
+        if "gather" in task.name:
+            assert plain_twin_schedule(task, database, target) is None  # nothing recorded for the twin yet
+            database.commit_tuning_record(ms.database.TuningRecord(
+                twin_schedule.trace, database.commit_workload(_normalize_mod(twin)), [1e-5], target,
+                ArgInfo.from_prim_func(twin)))
+        seed = plain_twin_schedule(task, database, target)
+        assert seed is not None, task.name
+        assert "\n".join(seed.trace.as_python()) == "\n".join(twin_schedule.trace.as_python())
+        args = [rng.permutation(2 * int(a.shape[0]))[: int(a.shape[0])].astype("int32") if str(a.dtype) == "int32"
+                else rng.standard_normal([int(v) for v in a.shape]).astype("float32") for a in ArgInfo.from_prim_func(func)]
+        outputs = []
+        for f in (func, seed.mod["main"]):
+            lib = tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
+            tensors = [tvm.runtime.tensor(a.copy()) for a in args]
+            lib(*tensors)
+            outputs.append(tensors[-1].numpy())
+        np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5 * np.abs(outputs[0]).max())
 
 
 def test_cuda_preset_carries_what_metaschedule_needs():

@@ -3,7 +3,7 @@ pure data-movement operations move (`shuffletvm inspect`).
 
 Counted per phase:
 - `ops`: Relax operator calls (`call_tir` excluded), by operator name;
-- `launches` / `kernels`: `call_tir` calls and the distinct TensorIR functions they call;
+- `launches` / `kernels`: `call_tir` and `call_tir_inplace` calls and the distinct TensorIR functions they call;
 - `data_movement` / `bytes_moved`: calls that only copy values (concat, transpose, split, slices, and TensorIR
   kernels whose every store is a load, a select between loads or a constant) and what they read plus write:
   2 x output bytes. Reshapes are views and move nothing; copies of constants (the classifier's transposed
@@ -127,13 +127,13 @@ def phase_stats(phase: str, mod: Any) -> PhaseStats:
     ops: Counter = Counter()
     launches, moving, moved = 0, 0, 0
     called: set[str] = set()
-    call_tir = tvm.ir.Op.get("relax.call_tir")
+    kernel_calls = [tvm.ir.Op.get("relax.call_tir"), tvm.ir.Op.get("relax.call_tir_inplace")]
 
     def visit(expr: Any) -> None:
         nonlocal launches, moving, moved
         if not isinstance(expr, relax.Call) or not isinstance(expr.op, tvm.ir.Op):
             return
-        if expr.op.same_as(call_tir):
+        if any(expr.op.same_as(op) for op in kernel_calls):
             launches += 1
             callee = expr.args[0]
             called.add(callee.name_hint)

@@ -28,6 +28,7 @@ from .passes import (
     FoldBatchNorm,
     FoldShuffleIntoGroupedConv,
     FuseConcatShuffleSplit,
+    KeepIdentityInPlace,
     PackConv1x1Weights,
 )
 
@@ -70,9 +71,14 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
             relax.transform.DecomposeOpsForInference(),
             relax.transform.CanonicalizeBindings(),
         ])),
-        # Weight layouts: 1x1 convs on small planes (7x7) get output-channel-blocked, pre-packed weights on x86,
-        # where that measured faster than NCHW (passes/pack_conv1x1_weights.py); activations stay NCHW.
-        Phase("layout", tvm.transform.Sequential([PackConv1x1Weights(target, options.stats)])),
+        # Where values live. Weights: 1x1 convs on small planes (7x7) get output-channel-blocked, pre-packed
+        # weights on x86, where that measured faster than NCHW (passes/pack_conv1x1_weights.py); activations
+        # stay NCHW. Channels: V2's identity half stays where it is, one buffer per stage, the shuffles become
+        # compile-time channel maps absorbed by the convs (passes/keep_identity_in_place.py; CPUs).
+        Phase("layout", tvm.transform.Sequential([
+            PackConv1x1Weights(target, options.stats),
+            KeepIdentityInPlace(target, options.stats),
+        ])),
         # Relax ops -> TensorIR, operator fusion: the kernels, unscheduled (what tuning sees).
         Phase("legalize", tvm.transform.Sequential(tvm_compat.without_default_schedules(stock["legalize"]))),
         # Each kernel's schedule: its tuning record if the database has one, else a hand-written schedule

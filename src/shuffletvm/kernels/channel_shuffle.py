@@ -117,4 +117,9 @@ def concat_shuffle_split(spec: ShuffleSpec, target: Any) -> tirx.PrimFunc:
     gpu = "gpu" in target.keys
     (_schedule_gpu if gpu else _schedule_cpu)(sch, blocks)
     func = sch.mod["main"]
-    return func.without_attr("global_symbol").with_attrs({tvm_compat.IS_SCHEDULED: True, "op_pattern": OPAQUE})
+    return func.without_attr("global_symbol").with_attrs({
+        tvm_compat.IS_SCHEDULED: True, "op_pattern": OPAQUE,
+        # what it computes, for passes that rewrite it again (KeepIdentityInPlace)
+        "shuffletvm.concat_channels": list(spec.in_channels), "shuffletvm.shuffled_with": spec.groups,
+        "shuffletvm.out_ranges": [c for r in spec.out_ranges for c in r],
+    })

@@ -49,4 +49,6 @@ def packed_conv1x1(spec: PackedConv1x1Spec) -> tirx.PrimFunc:
 
     out = te.compute((n_, o_, h_, w_), compute, name=BLOCK_NAME)
     func = te.create_prim_func([data, weight, out])
-    return func.without_attr("global_symbol").with_attr("op_pattern", OUT_EWISE_FUSABLE)
+    return (func.without_attr("global_symbol").with_attr("op_pattern", OUT_EWISE_FUSABLE)
+            .with_attr("shuffletvm.packed_block", spec.block).with_attr("shuffletvm.conv_groups", spec.conv_groups)
+            .with_attr("shuffletvm.shuffle_groups", spec.shuffle_groups))

@@ -4,7 +4,8 @@ from .apply_hand_schedules import ApplyHandSchedules
 from .fold_batch_norm import FoldBatchNorm
 from .fold_shuffle_into_grouped_conv import FoldShuffleIntoGroupedConv
 from .fuse_concat_shuffle_split import FuseConcatShuffleSplit
+from .keep_identity_in_place import KeepIdentityInPlace
 from .pack_conv1x1_weights import PackConv1x1Weights
 
 __all__ = ["ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv", "FuseConcatShuffleSplit",
-           "PackConv1x1Weights"]
+           "KeepIdentityInPlace", "PackConv1x1Weights"]

@@ -121,7 +121,7 @@ class PackConv1x1Weights:
             return None
         kernel = self.mod[gvar]
         if not isinstance(kernel, tvm.tirx.PrimFunc) or kernel.attrs is None \
-                or "shuffletvm.shuffle_groups" not in kernel.attrs:
+                or "shuffletvm.shuffle_groups" not in kernel.attrs or "shuffletvm.packed_block" in kernel.attrs:
             return None
         return (matches[self.tir_data], matches[self.tir_weight], int(kernel.attrs["shuffletvm.conv_groups"]),
                 int(kernel.attrs["shuffletvm.shuffle_groups"]))

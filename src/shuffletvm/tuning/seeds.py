@@ -6,7 +6,11 @@ Two things follow. The build picks the fastest record per kernel, so a tuned ker
 hand schedule it started from, however short the search. And MetaSchedule's evolutionary search draws part of
 its first population from the best records in the database, so the search starts at the hand schedule.
 
-A kernel whose records already include its hand schedule's trace is not measured again (resumed runs).
+KeepIdentityInPlace's stage-buffer convs get a second seed: the tuned schedule of the plain 1x1 conv they
+replace (same blocks, a channel table in one read or store), replayed on them — a new workload then starts from
+what the log already learnt for its twin, not from scratch.
+
+A kernel whose records already include a seed's trace is not measured again (resumed runs).
 """
 
 from __future__ import annotations
@@ -28,26 +32,108 @@ def hand_schedule(task: TuneTask, target: Any) -> tuple[str, Any] | None:
 
 def seed_hand_schedules(tasks: list[TuneTask], database: Any, builder: Any, runner: Any, target: Any) -> int:
     """Measure and commit the hand schedule of every task without records; returns how many were committed."""
-    from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-
     seeds = []
     for task in tasks:
         found = hand_schedule(task, target)
-        if found is None:
-            continue
-        trace = _trace_text(found[1].trace)
-        if any(_trace_text(record.trace) == trace for record in records_for(task, database)):
-            continue
-        seeds.append((task, *found))
+        if found is not None and not _recorded(task, found[1], database):
+            seeds.append((task, *found))
+    if seeds:
+        logger.info("measuring the hand-written schedules of %d kernels as the search's starting points", len(seeds))
+    return _measure_and_commit(seeds, database, builder, runner, target)
+
+
+def seed_plain_twins(tasks: list[TuneTask], database: Any, builder: Any, runner: Any, target: Any) -> int:
+    """KeepIdentityInPlace's stage-buffer convs (kernels/stage_buffer_conv.py) are the plain 1x1 conv kernel
+    with a channel table in its input read or output store, block for block: replay the plain conv's best
+    record (if the database has one) on each, measure it and commit it. Returns how many were committed."""
+    seeds = []
+    for task in tasks:
+        sch = plain_twin_schedule(task, database, target)
+        if sch is not None and not _recorded(task, sch, database):
+            seeds.append((task, "plain conv's record", sch))
+    if seeds:
+        logger.info("measuring %d stage-buffer convs with their plain conv's tuned schedule", len(seeds))
+    return _measure_and_commit(seeds, database, builder, runner, target)
+
+
+def plain_twin_schedule(task: TuneTask, database: Any, target: Any) -> Any | None:
+    """The database's best schedule of the plain conv `task`'s stage-buffer conv is made from, replayed on it."""
+    from tvm import s_tir
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    func = task.extracted.dispatched[0]["main"]
+    twin = _plain_twin(func, target)
+    if twin is None:
+        return None
+    record = database.query_tuning_record(_normalize_mod(twin), target, task.name)
+    if record is None:
+        return None
+    sch = s_tir.Schedule(task.extracted.dispatched[0])
+    try:
+        record.trace.apply_to_schedule(sch, remove_postproc=False)
+    except Exception as err:  # noqa: BLE001 - TVM's own error types; the search still starts from the hand schedule
+        logger.debug("the plain conv's schedule does not replay on %s: %s", task.name, str(err).splitlines()[0])
+        return None
+    return sch
+
+
+def _plain_twin(func: Any, target: Any) -> Any | None:
+    """The fused conv + bias + ReLU kernel the pipeline makes of the plain 1x1 conv this stage-buffer conv
+    replaces (built the same way: a one-conv graph through the pipeline's phases), or None: not one."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from ..pipeline import lower_for_tuning
+
+    params = ArgInfo.from_prim_func(func)
+    shapes = [[int(v) for v in p.shape] for p in params]
+    dtypes = [str(p.dtype) for p in params]
+    if "int32" not in dtypes:
+        return None
+    table = dtypes.index("int32")
+    if table == 1:  # gather: (buf, slots, weight, bias, out)
+        n, _c, h, w = shapes[0]
+        cin, weight, cout = shapes[1][0], shapes[2], shapes[-1][1]
+    elif table == 3:  # scatter: (x, weight, bias, slots, buf)
+        n, cin, h, w = shapes[0]
+        weight, cout = shapes[1], shapes[2][1]
+    else:
+        return None
+    block = weight[2] if len(weight) == 3 else 0
+    x = relax.Var("x", relax.TensorType((n, cin, h, w), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(np.zeros((cout, cin, 1, 1), np.float32))))
+            out = bb.emit_output(relax.op.nn.relu(relax.op.add(conv, relax.const(np.zeros((1, cout, 1, 1), np.float32)))))
+        bb.emit_func_output(out)
+    lowered = lower_for_tuning(bb.get(), target)
+    kernels = [f for f in lowered.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    if len(kernels) != 1:
+        return None
+    twin = ArgInfo.from_prim_func(kernels[0])
+    return kernels[0] if len(twin) > 1 and len(twin[1].shape) == (3 if block else 4) else None
+
+
+def _recorded(task: TuneTask, sch: Any, database: Any) -> bool:
+    trace = _trace_text(sch.trace)
+    return any(_trace_text(record.trace) == trace for record in records_for(task, database))
+
+
+def _measure_and_commit(seeds: list[tuple], database: Any, builder: Any, runner: Any, target: Any) -> int:
+    """Build and measure (task, name, schedule) seeds with the run's builder and runner; commit those that ran."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
     if not seeds:
         return 0
-    logger.info("measuring the hand-written schedules of %d kernels as the search's starting points", len(seeds))
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, _, sch in seeds])
     inputs, measured = [], []
     for (task, name, sch), result in zip(seeds, built):
         if result.error_msg:
-            logger.warning("hand schedule %s for %s did not build: %s", name, task.name, result.error_msg.splitlines()[0])
+            logger.warning("seed (%s) for %s did not build: %s", name, task.name, result.error_msg.splitlines()[0])
             continue
         args_info = ArgInfo.from_prim_func(task.extracted.dispatched[0]["main"])
         inputs.append(ms.runner.RunnerInput(result.artifact_path, target.kind.name if target.kind.name != "llvm"
@@ -57,7 +143,7 @@ def seed_hand_schedules(tasks: list[TuneTask], database: Any, builder: Any, runn
     for (task, name, sch, args_info), future in zip(measured, runner.run(inputs)):
         result = future.result()
         if result.error_msg or not result.run_secs:
-            logger.warning("hand schedule %s for %s did not run: %s", name, task.name,
+            logger.warning("seed (%s) for %s did not run: %s", name, task.name,
                            (result.error_msg or "no timing").splitlines()[0])
             continue
         workload = database.commit_workload(task.extracted.dispatched[0])

@@ -55,7 +55,7 @@ def extract_tasks(mods: list[Any], target: Any) -> list[TuneTask]:
 
     by_hash: dict[int, TuneTask] = {}
     for mod in mods:
-        for extracted in ms.relax_integration.extract_tasks(mod, target):
+        for extracted in ms.relax_integration.extract_tasks(mod, target) + _in_place_tasks(mod, target):
             workload = extracted.dispatched[0]
             if _hand_written(workload):
                 continue
@@ -68,6 +68,33 @@ def extract_tasks(mods: list[Any], target: Any) -> list[TuneTask]:
                 compute=_has_reduction(workload), extracted=extracted,
             )
     return sorted(by_hash.values(), key=lambda t: (not t.compute, -t.flops * t.weight))
+
+
+def _in_place_tasks(mod: Any, target: Any) -> list[Any]:
+    """Tasks for the kernels called with `call_tir_inplace` (KeepIdentityInPlace's scatter convs), which
+    MetaSchedule's extraction does not visit; normalised as it normalises the others, as the build looks them up."""
+    from collections import Counter
+
+    import tvm
+    from tvm import relax
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    in_place = tvm.ir.Op.get("relax.call_tir_inplace")
+    calls: Counter = Counter()
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.same_as(in_place):
+            calls[expr.args[0]] += 1
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func.body, visit)
+    tasks = []
+    for gvar, count in calls.items():
+        normalized = _normalize_mod(mod[gvar])
+        tasks.append(ms.ExtractedTask(gvar.name_hint, normalized, target, [normalized], count))
+    return tasks
 
 
 def records_for(task: TuneTask, database: Any, k: int = 1 << 20) -> list[Any]:

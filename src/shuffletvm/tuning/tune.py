@@ -26,7 +26,7 @@ from .database import TuningLog, open_log
 from .pooled_builder import PooledBuilder
 from .progress import ProgressCallback, TuneProgress
 from .rpc import TrackerAddress, check_device
-from .seeds import seed_hand_schedules
+from .seeds import seed_hand_schedules, seed_plain_twins
 from .tasks import TuneTask, count_done, extract_tasks
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,9 @@ def tune(config: TuneConfig) -> TuneResult:
         seeded = seed_hand_schedules([t for t in todo if t.compute], database, builder, runner, tvm_target)
         if seeded:
             logger.info("%d kernels start from their hand-written schedule (recorded in %s)", seeded, log.path)
+        twins = seed_plain_twins([t for t in todo if t.compute], database, builder, runner, tvm_target)
+        if twins:
+            logger.info("%d stage-buffer convs start from their plain conv's tuned schedule", twins)
         progress.open()
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, progress.interrupt) if in_main_thread else None
