@@ -56,12 +56,12 @@ def _conv_args(args: list[np.ndarray]) -> list[np.ndarray]:
     """The kernel's arguments as the plain conv's (input, weight, bias, [residual,] output): a gather conv
     (buf, slots, weight, ...) reads channels `slots` of buf; a scatter conv (x, weight, bias, slots, buf) writes
     into buf."""
-    tables = [i for i, a in enumerate(args) if a.dtype == np.int32]
-    if not tables:
-        return args
-    if tables[0] == 1:
+    from shuffletvm.kernels.stage_buffer_conv import role
+
+    kind = role([str(a.dtype) for a in args])
+    if kind == "gather":
         return [args[0][:, args[1]], *args[2:]]
-    return [args[0], args[1], args[2], args[4]]
+    return [args[0], args[1], args[2], args[4]] if kind == "scatter" else args
 
 
 def torch_conv(x: Any, w: Any, b: Any, residual: Any, stride: int, groups: int, relu: bool) -> Callable[[], Any]:

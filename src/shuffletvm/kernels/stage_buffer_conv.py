@@ -43,6 +43,15 @@ class BufferConvSpec:
     dtype: str = "float32"
 
 
+def role(dtypes: list[str]) -> str | None:
+    """"gather" or "scatter" if these are a stage-buffer conv kernel's parameter dtypes, else None. The int32
+    table says which: gather (buf, slots, weight[, bias, ...], out) — operator fusion appends the epilogue's
+    operands —, scatter (x, weight, bias, slots, buf)."""
+    if "int32" not in dtypes:
+        return None
+    return {1: "gather", 3: "scatter"}.get(dtypes.index("int32"))
+
+
 def _slot(table: Any, index: Any, channels: int) -> Any:
     return tirx.max(tirx.min(table[index].astype("int64"), i64(channels - 1)), i64(0))
 

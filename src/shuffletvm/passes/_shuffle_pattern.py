@@ -20,6 +20,14 @@ def shape_of(expr: relax.Expr) -> list[int] | None:
         return None
 
 
+def unit_stride_nchw(attrs: Any) -> bool:
+    """A conv2d's attributes say NCHW data / OIHW weights / NCHW output, stride 1, no padding, no dilation: the
+    convs the 1x1 rewrites take (the kernel size is the weight's shape to say)."""
+    return (attrs.data_layout == "NCHW" and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
+            and [int(v) for v in attrs.strides] == [1, 1] and not any(int(v) for v in attrs.padding)
+            and [int(v) for v in attrs.dilation] == [1, 1])
+
+
 def use_counts(func: relax.Function) -> Counter:
     """How many times each variable is used in `func`."""
     uses: Counter = Counter()

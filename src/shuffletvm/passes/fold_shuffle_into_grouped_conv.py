@@ -25,7 +25,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call
 
 from ..kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
-from ._shuffle_pattern import Bindings, channel_shuffle, shape_of, shuffle_patterns
+from ._shuffle_pattern import Bindings, channel_shuffle, shape_of, shuffle_patterns, unit_stride_nchw
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="FoldShuffleIntoGroupedConv")
@@ -57,10 +57,7 @@ class FoldShuffleIntoGroupedConv:
         attrs = expr.attrs
         weight = shape_of(matches[self.weight])
         if (
-            attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or attrs.out_layout != "NCHW"
-            or weight is None or weight[2:] != [1, 1]
-            or [int(v) for v in attrs.strides] != [1, 1] or any(int(v) for v in attrs.padding)
-            or [int(v) for v in attrs.dilation] != [1, 1]
+            not unit_stride_nchw(attrs) or weight is None or weight[2:] != [1, 1]
             or (attrs.out_dtype not in ("", None) and str(attrs.out_dtype) != str(shuffle.ty.dtype))
         ):
             return expr

@@ -22,7 +22,7 @@ its bias and ReLU until the 1×1 conv after it absorbs it), and conv5 — which 
 folded shuffle — gets its weight columns permuted so that the same shuffled read lands on the right channels.
 
 Per stage this removes every concat + shuffle + split kernel and the final shuffle and adds one plain concat
-(V2 1.0x on AVX-512: stages 2 and 3, 11 copy kernels -> 2 concats; on aarch64 all three stages). Exact: the
+(V2 1.0x on AVX-512: stages 2 and 3, 12 copy kernels -> 2 concats; on aarch64 all three stages). Exact: the
 same products in the same order; only where values live changes.
 
 Applies to chains of FuseConcatShuffleSplit kernels (two inputs, groups 2, split in halves) whose halves feed
@@ -32,8 +32,7 @@ left entirely as it was. Not applied:
 - to a stage whose 1×1 convs the layout phase packed (x86: the 7×7 stage; AVX2 also 14×14): vectorized over
   output channels, a scatter store puts every lane in another channel plane. Measured on V2 1.0x's 7×7 stage
   (232 -> 232, the packed conv's tuned schedule replayed on each): scatter conv 91 us, gather conv 57 us, against
-  42 us for the packed conv — more
-  than the copy kernel they would remove. That stage keeps its concat+shuffle+split kernels.
+  42 us for the packed conv — more than the copy kernel they would remove. That stage keeps its concat+shuffle+split kernels.
 - on GPUs: the in-place kernels have no GPU schedule (the copy kernels there measured 3.6-6 us each).
 Run after PackConv1x1Weights (it reads the weight layout the layout phase chose).
 """
@@ -50,7 +49,7 @@ from tvm import relax
 from tvm.ir.expr import GenericConst  # 0.27: what relax.const makes
 
 from ..kernels.stage_buffer_conv import BufferConvSpec, gather_conv1x1, scatter_conv1x1
-from ._shuffle_pattern import shape_of
+from ._shuffle_pattern import shape_of, unit_stride_nchw
 
 
 def shuffle_map(channels: int, groups: int) -> np.ndarray:
@@ -64,7 +63,8 @@ class _Unit:
     split: relax.Var  # the concat+shuffle+split kernel's result this unit's input halves come from
     first: relax.Var  # its first 1x1 conv (reads the second half)
     output: relax.Var  # relu(add(last 1x1 conv, bias)): the branch's output
-    last: relax.Expr  # the last 1x1 conv's call
+    add: relax.Var  # add(last 1x1 conv, bias)
+    last: relax.Var  # the last 1x1 conv
     bias: relax.Expr
 
 
@@ -190,19 +190,15 @@ class KeepIdentityInPlace:
         data = self._conv1x1_data(conv)
         if data is None or not graph.depends_on(data, first):
             return None
-        return _Unit(split, first, relu_var, conv, bias)
+        return _Unit(split, first, relu_var, add_var, conv_var, bias)
 
     def _conv1x1_data(self, call: Any) -> relax.Expr | None:
         """The input of a 1x1 / stride 1 / ungrouped NCHW conv with constant weights, or None. (Not one whose
         weights the layout phase packed: see the module docstring.)"""
         if _is_op(call, "relax.nn.conv2d"):
-            attrs = call.attrs
             weight = call.args[1]
-            if (attrs.data_layout == "NCHW" and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
-                    and isinstance(weight, GenericConst) and list(weight.value.shape[2:]) == [1, 1]
-                    and int(attrs.groups) == 1 and [int(v) for v in attrs.strides] == [1, 1]
-                    and not any(int(v) for v in attrs.padding) and [int(v) for v in attrs.dilation] == [1, 1]
-                    and str(weight.value.dtype) == "float32"):
+            if (unit_stride_nchw(call.attrs) and int(call.attrs.groups) == 1 and isinstance(weight, GenericConst)
+                    and list(weight.value.shape[2:]) == [1, 1] and str(weight.value.dtype) == "float32"):
                 return call.args[0]
         return None
 
@@ -210,14 +206,11 @@ class KeepIdentityInPlace:
         found = self._conv1x1_data(call)
         return found if found is not None and found.same_as(data) else None
 
-    def _packed(self, call: Any, shuffled: bool) -> Any:
-        """The attrs of a layout-phase packed 1x1 kernel call (ungrouped; reading through a shuffle or not)."""
+    def _packed(self, call: Any) -> bool:
+        """A layout-phase packed 1x1 kernel call: ungrouped, not reading through a shuffle, constant weights."""
         attrs = self._kernel_attrs(call, "shuffletvm.packed_block")
-        if attrs is None or int(attrs["shuffletvm.conv_groups"]) != 1:
-            return None
-        if (int(attrs["shuffletvm.shuffle_groups"]) > 1) != shuffled:
-            return None
-        return attrs if isinstance(call.args[1].fields[1], GenericConst) else None
+        return (attrs is not None and int(attrs["shuffletvm.conv_groups"]) == 1
+                and int(attrs["shuffletvm.shuffle_groups"]) == 1 and isinstance(call.args[1].fields[1], GenericConst))
 
     def _end(self, graph: _Graph, chain: _Chain) -> bool:
         """Can every consumer of the stage's last tensor read the buffer through the final map instead?"""
@@ -268,7 +261,7 @@ class KeepIdentityInPlace:
             return (call.args[0].same_as(var) and isinstance(call.args[1], GenericConst)
                     and attrs.data_layout == "NCHW" and attrs.kernel_layout == "OIHW" and int(attrs.groups) == 1
                     and call.args[1].value.shape[1] == channels)
-        return self._packed(call, shuffled=False) is not None and call.args[1].fields[0].same_as(var)
+        return self._packed(call) and call.args[1].fields[0].same_as(var)
 
     def _depthwise(self, call: Any, var: relax.Var, channels: int) -> bool:
         if not _is_op(call, "relax.nn.conv2d"):
@@ -389,11 +382,9 @@ class _Rewriter(relax.PyExprMutator):
         buf = chain.start
         slot_of = shuffle.copy()  # P: channel j of the unit's (virtual) shuffled input is at buffer channel P[j]
         for unit in chain.units:
-            self.dropped.update([self.graph.item(unit.split, 0), self.graph.item(unit.split, 1),
-                                 self.graph.value[unit.output].args[0]])
+            self.dropped.update([self.graph.item(unit.split, 0), self.graph.item(unit.split, 1), unit.add, unit.last])
             if unit.split is not chain.start:
                 self.dropped.add(unit.split)
-            self.dropped.add(self.graph.value[self.graph.value[unit.output].args[0]].args[0])  # the conv
             slots = slot_of[half:].astype("int32")
             self.actions[unit.first] = self._gather(unit, buf, slots, channels)
             self.actions[unit.output] = self._scatter(unit, buf, slots, channels)
@@ -426,8 +417,9 @@ class _Rewriter(relax.PyExprMutator):
                                       relax.TensorType(out, "float32"))
 
     def _scatter(self, unit: _Unit, buf: relax.Var, slots: np.ndarray, channels: int) -> Any:
-        weight = unit.last.args[1]
-        data = self.owner._conv1x1_data(unit.last)
+        last = self.graph.value[unit.last]
+        weight = last.args[1]
+        data = self.owner._conv1x1_data(last)
         n, c, h, w = shape_of(data)
         out = shape_of(unit.output)
         gvar = self.owner.kernel("scatter", BufferConvSpec(n, c, out[1], h, w, channels))

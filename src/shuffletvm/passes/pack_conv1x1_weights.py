@@ -40,7 +40,7 @@ from tvm import relax
 from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_const, is_op, rewrite_call, wildcard
 
 from ..kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
-from ._shuffle_pattern import shape_of
+from ._shuffle_pattern import shape_of, unit_stride_nchw
 
 MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: measured, table above
 MIN_BLOCK = 8  # blocks of 16 and 8 channels were measured; narrower ones were not
@@ -107,9 +107,7 @@ class PackConv1x1Weights:
     def _conv(self, expr: relax.Call, matches: dict) -> tuple | None:
         attrs = expr.attrs
         if (
-            attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or attrs.out_layout != "NCHW"
-            or [int(v) for v in attrs.strides] != [1, 1] or any(int(v) for v in attrs.padding)
-            or [int(v) for v in attrs.dilation] != [1, 1]
+            not unit_stride_nchw(attrs)
             or attrs.out_dtype not in ("", None) and str(attrs.out_dtype) != "float32"
         ):
             return None

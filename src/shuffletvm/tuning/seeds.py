@@ -85,23 +85,16 @@ def _plain_twin(func: Any, target: Any) -> Any | None:
     from tvm import relax
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
+    from ..kernels.stage_buffer_conv import role
     from ..pipeline import lower_for_tuning
 
     params = ArgInfo.from_prim_func(func)
     shapes = [[int(v) for v in p.shape] for p in params]
-    dtypes = [str(p.dtype) for p in params]
-    if "int32" not in dtypes:
+    kind = role([str(p.dtype) for p in params])
+    if kind is None:
         return None
-    table = dtypes.index("int32")
-    if table == 1:  # gather: (buf, slots, weight, bias, out)
-        n, _c, h, w = shapes[0]
-        cin, weight, cout = shapes[1][0], shapes[2], shapes[-1][1]
-    elif table == 3:  # scatter: (x, weight, bias, slots, buf)
-        n, cin, h, w = shapes[0]
-        weight, cout = shapes[1], shapes[2][1]
-    else:
-        return None
-    block = weight[2] if len(weight) == 3 else 0
+    n, _c, h, w = shapes[0]
+    cin, cout = (shapes[1][0], shapes[-1][1]) if kind == "gather" else (shapes[0][1], shapes[2][1])
     x = relax.Var("x", relax.TensorType((n, cin, h, w), "float32"))
     bb = relax.BlockBuilder()
     with bb.function("main", [x]):
@@ -113,8 +106,8 @@ def _plain_twin(func: Any, target: Any) -> Any | None:
     kernels = [f for f in lowered.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
     if len(kernels) != 1:
         return None
-    twin = ArgInfo.from_prim_func(kernels[0])
-    return kernels[0] if len(twin) > 1 and len(twin[1].shape) == (3 if block else 4) else None
+    # OIHW weights, as the stage-buffer convs have (the layout phase packs none of the convs it replaces)
+    return kernels[0] if len(ArgInfo.from_prim_func(kernels[0])[1].shape) == 4 else None
 
 
 def _recorded(task: TuneTask, sch: Any, database: Any) -> bool:

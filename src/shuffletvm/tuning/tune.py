@@ -113,8 +113,8 @@ def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key:
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100 if tracker is None else 0,
                                           enable_cpu_cache_flush=target.device == "cpu" and tracker is None)
     # CPU kernels build on the cores they are measured on; CUDA candidates are nvcc runs on the host, one per
-    # core (with 2 builders, a 16-core H200 host finished no round of 6 kernels x 16 candidates in 3.5 minutes;
-    # the builders are the suspected bottleneck, not yet re-measured).
+    # core. (On a 16-core H200 host no search round finished in minutes with 2 builders, nor with 16: the
+    # builder count is not what holds CUDA tuning back; benchmarks/GPU.md.)
     cpu_builders = int(target.spec.get("num-cores", 2)) if target.device == "cpu" else (os.cpu_count() or 2)
     workers = max(1, cpu_builders)
     if tracker is None:
