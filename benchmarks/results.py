@@ -1,6 +1,6 @@
 """Writes benchmarks/RESULTS.md: `shuffletvm compare` for the models and batch sizes users ask about — TVM's
 stock pipeline, + shuffletvm's passes, + hand-written schedules, tuned, and the vendor runtimes — plus a
-per-kernel profile of the tuned modules (what holds them back) and the per-kernel table of benchmarks/kernels.py.
+warm per-kernel profile of the tuned modules (what holds them back) and the per-kernel table of benchmarks/kernels.py.
 
     python benchmarks/results.py [--rounds 10] [--runs 10] [--kernel-rounds 5] [--out benchmarks/RESULTS.md]
 
@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
+from kernel_profile import profile  # benchmarks/kernel_profile.py, beside this script
 from kernels import collect, measure, table  # benchmarks/kernels.py, beside this script
 
 from shuffletvm import tvm_compat
@@ -26,33 +26,6 @@ from shuffletvm.tuning.database import open_log
 ROWS = [("shufflenet_v2_x0_5", 1), ("shufflenet_v2_x1_0", 1), ("shufflenet_v1_g3_x1_0", 1),
         ("shufflenet_v1_g8_x1_0", 1), ("shufflenet_v2_x1_0", 8)]
 HERE = Path(__file__).parent
-
-
-def kernel_profile(model: str, batch: int, top: int = 8) -> list[str]:
-    """The tuned module's most expensive kernels: calls x best time measured by MetaSchedule (the tuning log's
-    top record per kernel). TVM 0.27's runtime VM has no per-kernel profiler."""
-    from shuffletvm.tuning.tasks import extract_tasks, records_for
-    from shuffletvm.tuning.tune import _lowered
-
-    target = resolve_target("x86")
-    tvm_target = target.tvm_target()
-    database = open_log(target, create=False).database()
-    rows, untuned = [], 0
-    for task in extract_tasks(_lowered([model], batch, tvm_target), tvm_target):
-        best_records = records_for(task, database, 1)
-        if not best_records:
-            untuned += 1
-            continue
-        best = float(np.mean([float(s) for s in best_records[0].run_secs]))
-        rows.append((task.weight * best * 1e6, task))
-    total = sum(us for us, _ in rows)
-    lines = [f"Estimated kernel time {total / 1e3:.2f} ms (sum of calls x best measured time"
-             + (f"; {untuned} kernels without a record" if untuned else "") + "):", "",
-             "| kernel | kind | calls | us (all calls) | share |", "|---|---|---:|---:|---:|"]
-    for us, task in sorted(rows, key=lambda r: -r[0])[:top]:
-        kind = "compute" if task.compute else "data movement"
-        lines.append(f"| {task.name} | {kind} | {task.weight} | {us:.0f} | {us / total:.0%} |")
-    return lines
 
 
 def main() -> None:
@@ -88,7 +61,7 @@ def main() -> None:
                        f"{ratio('tvm-hand')} | {row['tvm-tuned'].note} |")
         sections += [f"### {model}, batch {batch}", "", report.markdown(), ""]
         if row["tvm-tuned"].median_ms:
-            sections += [*kernel_profile(model, batch), ""]
+            sections += [*profile(model, batch, top=8), ""]
     kernel_rows, _ = collect()
     measure(kernel_rows, args.kernel_rounds)
     sections += ["## Per kernel: TVM default vs hand-written schedule vs tuned vs PyTorch", "",

@@ -23,3 +23,25 @@ shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --kernels '^fused_conv
 # earlier runs on a first version of these kernels were discarded with it.)
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v2_x0_5 --target x86 --kernels 'gather|scatter' --trials 24
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --kernels 'gather|scatter' --trials 24
+# Session 5. Every record above was measured on ONE thread (TVM's pool takes half the logical CPUs on x86 when
+# TVM_NUM_THREADS is unset, and the runner did not set it) and after a cache flush; the tuner now measures warm,
+# on the target's cores. Each batch-8 kernel first measured with its batch-1 kernel's best record replayed
+# (tuning/seeds.py, batch_twin_seeds; the log covered every kernel, so nothing else ran), then two searches and
+# two --remeasure passes still on one thread (their records stay in the log; a kernel's one-thread time is no
+# faster than its two-thread time, so they rank below the later measurements of the same schedules):
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 8
+shuffletvm tune shufflenet_v1_g8_x1_0 --target x86 --time-budget 8
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --trials 1 --remeasure 8
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1 --remeasure 8
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --trials 1 --remeasure 6
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1 --remeasure 6
+# Then on the target's two threads: the best 8 records of every kernel of the five rows measured again (3
+# interleaved rounds each, fastest kept), and searched from there.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --trials 1 --remeasure 8
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1 --remeasure 8
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 9
+shuffletvm tune shufflenet_v1_g8_x1_0 --target x86 --time-budget 9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +59,27 @@ def test_module_runs_where_torch_cannot_be_imported(v2_small_module, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), load(v2_small_module).run(x))
+
+
+def test_loaded_module_runs_on_the_cores_it_was_built_for(v2_small_module):
+    """Without TVM_NUM_THREADS, TVM's pool would take half the logical CPUs (one on a 2-vCPU machine); a loaded
+    module runs on its target's num-cores (capped at the CPUs this process may use), and the variable, when
+    set, wins."""
+    script = (
+        "import json, os, tvm\n"
+        "from shuffletvm.runtime import load\n"
+        f"module = load({str(v2_small_module)!r})\n"
+        "print(json.dumps([module.metadata['target']['num-cores'], len(os.sched_getaffinity(0)), "
+        "tvm.get_global_func('runtime.NumThreads')()]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    cores, available, threads = json.loads(proc.stdout.splitlines()[-1])
+    assert threads == min(cores, available)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                          env={**env, "TVM_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1])[2] == 1, proc.stderr
 
 
 def test_build_dump_dir_writes_every_phase(tmp_path):

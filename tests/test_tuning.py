@@ -122,6 +122,102 @@ def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
         np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5 * np.abs(outputs[0]).max())
 
 
+def test_batch_n_kernels_start_from_their_batch_1_record():
+    """A batch-1 kernel's searched record replays on the same kernel at batch 3: the tile decisions are the
+    batch-1 ones, except the batch loop's, whose outermost tile takes the 3 images; the result computes what
+    the unscheduled batch-3 kernel computes."""
+    import numpy as np
+    import tvm.runtime
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from shuffletvm.tuning.seeds import _batch_twins, batch_twin_schedule, batch_twin_seeds
+
+    target = X86.tvm_target()
+    one = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
+    three = {t.name: t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 3, target), target)}
+    stem, stem_one = three["fused_conv2d_add_relu"], one["fused_conv2d_add_relu"]
+    func = stem.extracted.dispatched[0]["main"]
+    assert _batch_twins(func, stem_one.extracted.dispatched[0]["main"])
+    assert not _batch_twins(func, one["max_pool2d"].extracted.dispatched[0]["main"])
+    database = ms.database.MemoryDatabase()
+    assert batch_twin_schedule(stem, stem_one, database, target) is None  # nothing recorded at batch 1 yet
+    context = ms.TuneContext(mod=stem_one.extracted.dispatched[0], target=target, space_generator="post-order-apply",
+                             task_name=stem_one.name, rand_state=1)
+    searched = context.generate_design_space()[0]
+    database.commit_tuning_record(ms.database.TuningRecord(
+        searched.trace, database.commit_workload(stem_one.extracted.dispatched[0]), [1e-5], target,
+        ArgInfo.from_prim_func(stem_one.extracted.dispatched[0]["main"])))
+    lifted = batch_twin_schedule(stem, stem_one, database, target)
+    assert lifted is not None
+
+    def tiles(trace):
+        return [[int(f) for f in trace.decisions[i]] for i in trace.insts if i.kind.name == "SamplePerfectTile"]
+
+    pairs = list(zip(tiles(searched.trace), tiles(lifted.trace), strict=True))
+    widened = [(a, b) for a, b in pairs if a != b]
+    assert len(widened) == 1 and widened[0][0][0] * 3 == widened[0][1][0] and widened[0][0][1:] == widened[0][1][1:]
+    assert [seed[0].name for seed in batch_twin_seeds(list(three.values()), list(one.values()), database, target)] \
+        == ["fused_conv2d_add_relu"]
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal([int(v) for v in a.shape]).astype("float32") for a in ArgInfo.from_prim_func(func)]
+    outputs = []
+    for f in (func, lifted.mod["main"]):
+        lib = tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
+        tensors = [tvm.runtime.tensor(a.copy()) for a in args]
+        lib(*tensors)
+        outputs.append(tensors[-1].numpy())
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5 * np.abs(outputs[0]).max())
+
+
+def test_tuning_at_batch_n_records_the_batch_1_schedules_once(tuned_log, tmp_path):
+    """Tuning at batch 2 after batch 1 measures and records each kernel's batch-1 best schedule, replayed, as a
+    batch-2 record, including kernels the log already covers at batch 2; a second run measures none again."""
+    from shuffletvm.tuning.seeds import _trace_text, batch_twin_schedule
+    from shuffletvm.tuning.tasks import records_for
+
+    shutil.copytree(tuned_log / X86.log_key, tmp_path / X86.log_key)
+    config = TuneConfig(models=["shufflenet_v2_x0_5"], batch=2, trials_per_task=1, log_dir=tmp_path,
+                        kernels="fused_conv2d1_|^mean$")
+    before = open_log(X86, tmp_path).records_now()
+    first = tune(config)
+    target = X86.tvm_target()
+    database = first.log.database()
+    one = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
+    for task in first.tasks:
+        lifted = batch_twin_schedule(task, one[task.name], database, target)
+        assert lifted is not None, task.name
+        assert _trace_text(lifted.trace) in [_trace_text(r.trace) for r in records_for(task, database)]
+    after_first = first.log.records_now()
+    assert after_first >= before + 2 + first.trials  # the two replayed schedules, on top of the trials
+    again = tune(config)
+    assert again.trials == 0 and again.log.records_now() == after_first
+
+
+def test_remeasure_records_each_kernels_best_traces_again(tuned_log, tmp_path):
+    """--remeasure N measures each kernel's best N records again with this run's runner and records them: the
+    same traces, new times; nothing else is searched when the log covers the kernels."""
+    from shuffletvm.tuning.seeds import _trace_text
+    from shuffletvm.tuning.tasks import records_for
+
+    shutil.copytree(tuned_log / X86.log_key, tmp_path / X86.log_key)
+    log = open_log(X86, tmp_path)
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("fused_conv2d1_add1", "mean")]
+    def records(task, database):
+        return [(_trace_text(r.trace), sum(float(s) for s in r.run_secs) / len(r.run_secs))
+                for r in records_for(task, database)]
+
+    before = {t.name: records(t, log.database()) for t in tasks}
+    result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path,
+                             kernels="fused_conv2d1_|^mean$", remeasure=2))
+    assert result.trials == 0 and result.log.records_now() == log.records + 4
+    database = result.log.database()
+    for task in tasks:
+        added = [r for r in records(task, database) if r not in before[task.name]]
+        best_two = {trace for trace, _ in sorted(before[task.name], key=lambda r: r[1])[:2]}
+        assert len(added) == 2 and {trace for trace, _ in added} == best_two
+
+
 def test_cuda_preset_carries_what_metaschedule_needs():
     """MetaSchedule's CUDA rules read the GPU's limits from the target (a bare {"kind": "cuda"} fails at the
     first task: `missing attribute max_threads_per_block`); the preset's target generates design spaces."""
@@ -259,6 +355,7 @@ def test_corrupt_and_truncated_lines_are_skipped_counted_and_kept(tuned_log, tmp
         (["--trials", "0"], "--trials must be positive"),
         (["--time-budget", "0"], "--time-budget must be positive"),
         (["--time-budget", "-3"], "--time-budget must be positive"),
+        (["--remeasure", "-1"], "--remeasure must be 0 or more"),
         (["--kernels", "no_such_kernel"], "matches --kernels"),
         (["--kernels", "("], "not a valid regular expression"),
         (["--target", "arm"], "pass --rpc-tracker"),

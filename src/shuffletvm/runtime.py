@@ -6,6 +6,7 @@ Works with `TVM_USE_RUNTIME_LIB=1` (only libtvm_runtime loaded), and under qemu 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,13 +86,26 @@ def load(path: str | Path) -> DeployedModel:
     except Exception:
         raise ShuffleTVMError(f"'{path}' was not built by shuffletvm (no {METADATA_FUNCTION}); rebuild it") from None
     device_kind = metadata.get("device", "cpu")
-    if device_kind != "cpu":
+    if device_kind == "cpu":
+        use_build_cores(metadata)
+    else:
         try:
             vm, device = tvm_compat.make_vm(module, device_kind)
         except Exception as err:
             last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
             raise ShuffleTVMError(f"'{path}' needs a {device_kind} device: {last[:200]}") from None
     return DeployedModel(path, metadata, vm, device)
+
+
+def use_build_cores(metadata: dict[str, Any]) -> None:
+    """Run on the cores the module was built for (its target's num-cores, at most the CPUs this process may
+    use) unless TVM_NUM_THREADS says otherwise. TVM's own default is half the logical CPUs on x86 (it assumes
+    hyper-threads): one thread on a 2-vCPU machine, half the speed the kernels were scheduled and tuned for.
+    Takes effect if no parallel kernel has run in this process yet (TVM starts its thread pool then)."""
+    cores = metadata.get("target", {}).get("num-cores")
+    if cores and "TVM_NUM_THREADS" not in os.environ:
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["TVM_NUM_THREADS"] = str(max(1, min(int(cores), available)))
 
 
 def load_input(path: str | Path) -> np.ndarray:

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", type=Path, help="tuning log root (default: the repository's tuning_logs/)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--kernels", metavar="REGEX", help="tune only kernels whose name matches (e.g. conv2d)")
+    parser.add_argument("--remeasure", type=int, default=0, metavar="N",
+                        help="first measure each kernel's best N records again (logs measured with a cache flush)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -28,6 +30,7 @@ def execute(args: argparse.Namespace) -> int:
     result = tune(TuneConfig(
         models=args.models, target=args.target, trials_per_task=args.trials, time_budget_min=args.time_budget,
         rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key, log_dir=args.log_dir, batch=args.batch, kernels=args.kernels,
+        remeasure=args.remeasure,
         target_options=target_options(args),
     ))
     emulated = " (emulated device: timings prove the path, not ARM speed)" if args.rpc_tracker and \

@@ -26,7 +26,7 @@ from .database import TuningLog, open_log
 from .pooled_builder import PooledBuilder
 from .progress import ProgressCallback, TuneProgress
 from .rpc import TrackerAddress, check_device
-from .seeds import seed_hand_schedules, seed_plain_twins
+from .seeds import batch_twin_seeds, measure_and_commit, remeasured, seed_hand_schedules, seed_plain_twins
 from .tasks import TuneTask, count_done, extract_tasks
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ BUILDER_TIMEOUT_S = 600  # a builder worker's start-up alone can exceed LocalBui
 RUNNER_TIMEOUT_S = 120
 RPC_SESSION_TIMEOUT_S = 600  # candidates under qemu run thousands of times slower than on hardware
 UNBOUNDED_TRIALS = 1_000_000
+REMEASURE_ROUNDS = 3  # --remeasure: each record keeps its fastest of this many interleaved measurements
 
 
 @dataclass
@@ -52,6 +53,9 @@ class TuneConfig:
     rpc_timeout_s: float = RPC_SESSION_TIMEOUT_S  # per batch on the device; a device that stops answering fails it
     num_trials_per_iter: int = 16
     seed: int = 0
+    # Measure each kernel's best N records again (same trace, this run's runner) before searching: ranks a log
+    # made when CPU candidates were measured on one thread after a cache flush (before session 5's runner).
+    remeasure: int = 0
 
 
 @dataclass
@@ -86,6 +90,8 @@ def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | No
         raise ShuffleTVMError(f"--trials must be positive, got {config.trials_per_task}")
     if config.time_budget_min is not None and config.time_budget_min <= 0:
         raise ShuffleTVMError(f"--time-budget must be positive minutes, got {config.time_budget_min:g}")
+    if config.remeasure < 0:
+        raise ShuffleTVMError(f"--remeasure must be 0 or more records per kernel, got {config.remeasure}")
     if target.device == "cuda":
         from ..targets import detect_cuda_arch
 
@@ -106,21 +112,30 @@ def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | No
 
 
 def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None,
-                    rpc_timeout_s: float) -> tuple[Any, Any]:
+                    rpc_timeout_s: float, artifact_dir: str) -> tuple[Any, Any]:
     from tvm.s_tir import meta_schedule as ms
     from tvm.support.popen_pool import PopenPoolExecutor
 
+    # Warm: in a running model a kernel's input was just written by the kernel before it and the weights stay
+    # in the last-level cache between inferences.
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100 if tracker is None else 0,
-                                          enable_cpu_cache_flush=target.device == "cpu" and tracker is None)
+                                          enable_cpu_cache_flush=False)
     # CPU kernels build on the cores they are measured on; CUDA candidates are nvcc runs on the host, one per
     # core. (On a 16-core H200 host no search round finished in minutes with 2 builders, nor with 16: the
     # builder count is not what holds CUDA tuning back; benchmarks/GPU.md.)
     cpu_builders = int(target.spec.get("num-cores", 2)) if target.device == "cpu" else (os.cpu_count() or 2)
+    if target.device == "cpu" and tracker is None:
+        # Candidates run on as many threads as the target's cores, as the built model does. Unset, TVM's pool
+        # takes half the logical CPUs on x86 (it assumes hyper-threads): one thread on a 2-vCPU machine, so
+        # every record before this line was a one-thread time (and cold), and the build picked V1 g8's expand conv
+        # schedule that runs 71 us in the model over one that runs 36 us. The runner's workers inherit it.
+        os.environ["TVM_NUM_THREADS"] = str(target.spec["num-cores"])
     workers = max(1, cpu_builders)
     if tracker is None:
-        builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S)
+        builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, artifact_dir=artifact_dir)
         return builder, ms.runner.LocalRunner(timeout_sec=RUNNER_TIMEOUT_S, evaluator_config=evaluator)
-    builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, f_export=export_aarch64)
+    builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, artifact_dir=artifact_dir,
+                            f_export=export_aarch64)
     rpc_config = ms.runner.RPCConfig(tracker_host=tracker.host, tracker_port=tracker.port, tracker_key=key,
                                      session_timeout_sec=rpc_timeout_s)
     runner = ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=1)
@@ -138,9 +153,12 @@ def _lowered(models: list[str], batch: int, target: Any) -> list[Any]:
     return [lower_for_tuning(load_graph(name, batch).mod, target) for name in models]
 
 
-def tune(config: TuneConfig) -> TuneResult:
-    from tvm.s_tir import meta_schedule as ms
+def _batch_one_tasks(config: TuneConfig, target: Any) -> list[TuneTask]:
+    """The same models' kernels at batch 1, whose records seed the batch-N kernels (seeds.batch_twin_seeds)."""
+    return extract_tasks(_lowered(config.models, 1, target), target)
 
+
+def tune(config: TuneConfig) -> TuneResult:
     target = resolve_target(config.target, config.target_options)
     tracker = _validate(config, target)
     try:
@@ -161,6 +179,9 @@ def tune(config: TuneConfig) -> TuneResult:
     todo = [t for t in tasks if t.budget(per_task) > 0]
     skipped = len(tasks) - len(todo)
     logger.info("%d distinct kernels, %d covered by %s, %d to tune", len(tasks), skipped, log.path, len(todo))
+    again = remeasured([t for t in tasks if t.compute], database, tvm_target, config.remeasure)
+    lifted = batch_twin_seeds([t for t in tasks if t.compute], _batch_one_tasks(config, tvm_target),
+                              database, tvm_target) if config.batch > 1 else []
     started = time.monotonic()
     progress = TuneProgress(
         names=[t.name for t in todo], weights=[t.weight for t in todo],
@@ -168,50 +189,20 @@ def tune(config: TuneConfig) -> TuneResult:
         deadline=started + 60 * config.time_budget_min if config.time_budget_min else None,
         emulated=tracker is not None and tracker.host in ("127.0.0.1", "localhost"),
     )
-    if todo:
+    if todo or lifted or again:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
-        builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s)
-        # Seeds are records on top of the trial budgets: counting them as trials would let MetaSchedule's
-        # uniform per-task cap hand one kernel's share to another.
-        seeded = seed_hand_schedules([t for t in todo if t.compute], database, builder, runner, tvm_target)
-        if seeded:
-            logger.info("%d kernels start from their hand-written schedule (recorded in %s)", seeded, log.path)
-        twins = seed_plain_twins([t for t in todo if t.compute], database, builder, runner, tvm_target)
-        if twins:
-            logger.info("%d stage-buffer convs start from their plain conv's tuned schedule", twins)
-        progress.open()
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous_handler = signal.signal(signal.SIGINT, progress.interrupt) if in_main_thread else None
+        threads_before = os.environ.get("TVM_NUM_THREADS")
+        builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir)
         try:
-            # Data-movement kernels first, with their small fixed budget and plain trace sampling (evolutionary
-            # search over a space of one or two candidates only burns time); then compute kernels.
-            groups = [([t for t in todo if not t.compute], "replay-trace"), ([t for t in todo if t.compute], "evolutionary")]
-            for group, strategy in groups:
-                if not group or progress.stop_reason:
-                    continue
-                contexts, weights = _tune_contexts(group, strategy, config.seed)
-                offset = todo.index(group[0])
-                progress_cb = ProgressCallback(_Offset(progress, offset))
-                try:
-                    ms.tune_tasks(
-                        tasks=contexts, task_weights=weights, work_dir=work_dir,
-                        max_trials_global=sum(t.budget(per_task) for t in group),
-                        max_trials_per_task=max(t.budget(per_task) for t in group),
-                        num_trials_per_iter=config.num_trials_per_iter, builder=builder, runner=runner,
-                        database=database, cost_model="xgb",
-                        # The default callbacks commit records to the database; ours runs after them.
-                        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress_cb],
-                        task_scheduler="gradient",
-                    )
-                except Exception:  # our StopTuning arrives wrapped in TVM's error type
-                    if progress.stop_reason is None:
-                        raise
+            _measure_starting_points(todo, again, lifted, database, builder, runner, tvm_target, config.batch)
+            _search(todo, per_task, config, progress, builder, runner, database, work_dir)
         finally:
-            if in_main_thread:
-                signal.signal(signal.SIGINT, previous_handler)
-            progress.close()
             builder.shutdown()
             shutil.rmtree(work_dir, ignore_errors=True)
+            if threads_before is None:
+                os.environ.pop("TVM_NUM_THREADS", None)
+            else:
+                os.environ["TVM_NUM_THREADS"] = threads_before
     if progress.stop_reason == "interrupted":
         logger.warning("interrupted: %d records kept in %s; run the same command to resume", log.records_now(), log.path)
         raise KeyboardInterrupt
@@ -220,6 +211,67 @@ def tune(config: TuneConfig) -> TuneResult:
         raise ShuffleTVMError(f"tuning stopped: {progress.stop_reason}; {log.records_now()} records kept in {log.path}")
     return TuneResult(log, tasks, progress.trials, progress.failed, time.monotonic() - started,
                       progress.estimate_ms(), progress.stop_reason, skipped)
+
+
+def _measure_starting_points(todo: list[TuneTask], again: list[tuple], lifted: list[tuple], database: Any,
+                             builder: Any, runner: Any, target: Any, batch: int) -> None:
+    """Records measured before the search (tuning/seeds.py): the best records again (--remeasure), the batch-1
+    schedules at batch N, the hand-written schedules and the stage-buffer convs' plain twins. Seeds are records
+    on top of the trial budgets: counting them as trials would let MetaSchedule's uniform per-task cap hand
+    one kernel's share to another."""
+    if again:
+        logger.info("measuring %d records of %d kernels again", len(again), len({id(t) for t, _, _ in again}))
+        done = measure_and_commit(again, database, builder, runner, target, rounds=REMEASURE_ROUNDS)
+        logger.info("%d records measured again", done)
+    if lifted:
+        logger.info("measuring %d kernels with their batch-1 kernel's tuned schedule", len(lifted))
+        done = measure_and_commit(lifted, database, builder, runner, target)
+        logger.info("%d batch-%d kernels recorded with their batch-1 schedule", done, batch)
+    compute = [t for t in todo if t.compute]
+    seeded = seed_hand_schedules(compute, database, builder, runner, target)
+    if seeded:
+        logger.info("%d kernels start from their hand-written schedule", seeded)
+    twins = seed_plain_twins(compute, database, builder, runner, target)
+    if twins:
+        logger.info("%d stage-buffer convs start from their plain conv's tuned schedule", twins)
+
+
+def _search(todo: list[TuneTask], per_task: int, config: TuneConfig, progress: TuneProgress, builder: Any,
+            runner: Any, database: Any, work_dir: str) -> None:
+    """MetaSchedule's search: data-movement kernels first, with their small fixed budget and plain trace
+    sampling (evolutionary search over a space of one or two candidates only burns time); then compute
+    kernels. Stops at the time budget or on Ctrl-C (progress.stop_reason) with every measured record kept."""
+    from tvm.s_tir import meta_schedule as ms
+
+    progress.open()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, progress.interrupt) if in_main_thread else None
+    try:
+        groups = [([t for t in todo if not t.compute], "replay-trace"), ([t for t in todo if t.compute], "evolutionary")]
+        for group, strategy in groups:
+            if not group or progress.stop_reason:
+                continue
+            contexts, weights = _tune_contexts(group, strategy, config.seed)
+            offset = todo.index(group[0])
+            progress_cb = ProgressCallback(_Offset(progress, offset))
+            try:
+                ms.tune_tasks(
+                    tasks=contexts, task_weights=weights, work_dir=work_dir,
+                    max_trials_global=sum(t.budget(per_task) for t in group),
+                    max_trials_per_task=max(t.budget(per_task) for t in group),
+                    num_trials_per_iter=config.num_trials_per_iter, builder=builder, runner=runner,
+                    database=database, cost_model="xgb",
+                    # The default callbacks commit records to the database; ours runs after them.
+                    measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress_cb],
+                    task_scheduler="gradient",
+                )
+            except Exception:  # our StopTuning arrives wrapped in TVM's error type
+                if progress.stop_reason is None:
+                    raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
+        progress.close()
 
 
 def _tune_contexts(group: list[TuneTask], strategy: str, seed: int) -> tuple[list[Any], list[float]]:

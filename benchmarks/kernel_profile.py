@@ -1,0 +1,125 @@
+"""Warm per-kernel profile of a built model: every TensorIR kernel of the module exactly as `build` schedules it
+(tuning record, else hand-written schedule, else fallback), compiled on its own and timed warm (its inputs
+already in cache, as in a running model), times the number of calls. The kernel sum next to the end-to-end
+time shows what the VM adds between kernels. (TVM 0.27's runtime VM has no per-kernel profiler; the tuning
+log's records are measured cold, which overstates weight-heavy kernels.)
+
+    python benchmarks/kernel_profile.py shufflenet_v2_x1_0 [--batch 8] [--top 12] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from kernels import _arg  # benchmarks/kernels.py, beside this script
+
+
+@dataclass
+class KernelTime:
+    name: str
+    calls: int
+    evaluator: Any
+    args: list[Any]
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def us(self) -> float:
+        return float(np.median(self.times))
+
+
+def scheduled_module(model: str, batch: int, target_name: str = "x86", tuned: bool = True) -> tuple[Any, Any]:
+    """The model's module after the `schedule` phase (the kernels `build` compiles) and the TVM target."""
+    from shuffletvm.build import load_graph
+    from shuffletvm.pipeline import PipelineOptions, run_phases
+    from shuffletvm.targets import resolve_target
+    from shuffletvm.tuning.database import open_log
+
+    target = resolve_target(target_name)
+    tvm_target = target.tvm_target()
+    log = open_log(target, create=False)
+    database = log.database() if tuned and log.records else None
+    *_, (_phase, scheduled) = run_phases(load_graph(model, batch).mod, tvm_target, PipelineOptions(database=database),
+                                         until="schedule")
+    return scheduled, tvm_target
+
+
+def kernel_calls(mod: Any) -> Counter:
+    import tvm
+    from tvm import relax
+
+    calls: Counter = Counter()
+    ops = [tvm.ir.Op.get("relax.call_tir"), tvm.ir.Op.get("relax.call_tir_inplace")]
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and any(expr.op.same_as(op) for op in ops):
+            calls[expr.args[0].name_hint] += 1
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func.body, visit)
+    return calls
+
+
+def kernel_timers(mod: Any, target: Any, number: int = 20) -> list[KernelTime]:
+    import tvm
+    import tvm.runtime
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, calls in kernel_calls(mod).items():
+        func = mod[name]
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target).jit()
+        args = [tvm.runtime.tensor(_arg([int(s) for s in a.shape], str(a.dtype), rng))
+                for a in ArgInfo.from_prim_func(func)]
+        rows.append(KernelTime(name, calls, lib.time_evaluator("main", tvm.cpu(), number=number, repeat=1), args))
+    return rows
+
+
+def measure(rows: list[KernelTime], rounds: int) -> None:
+    for _ in range(rounds):
+        for row in rows:
+            row.times.append(row.evaluator(*row.args).median * 1e6)
+
+
+def table(rows: list[KernelTime], top: int) -> list[str]:
+    total = sum(r.us * r.calls for r in rows)
+    lines = [f"Kernel time {total / 1e3:.2f} ms (sum over calls of each kernel's warm median, {len(rows)} kernels):",
+             "", "| kernel | calls | us / call | us (all calls) | share |", "|---|---:|---:|---:|---:|"]
+    for row in sorted(rows, key=lambda r: -r.us * r.calls)[:top]:
+        lines.append(f"| {row.name} | {row.calls} | {row.us:.1f} | {row.us * row.calls:.0f} | "
+                     f"{row.us * row.calls / total:.0%} |")
+    return lines
+
+
+def profile(model: str, batch: int, rounds: int = 5, top: int = 12) -> list[str]:
+    mod, target = scheduled_module(model, batch)
+    rows = kernel_timers(mod, target)
+    measure(rows, rounds)
+    return table(rows, top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    from shuffletvm.bench.runtimes import set_thread_env
+    from shuffletvm.targets import resolve_target
+
+    set_thread_env(int(resolve_target("x86").spec["num-cores"]))
+    started = time.perf_counter()
+    lines = profile(args.model, args.batch, args.rounds, args.top)
+    print(f"{args.model}, batch {args.batch}: " + "\n".join(lines))
+    print(f"\nMeasured in {time.perf_counter() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
