@@ -5,6 +5,7 @@ time shows what the VM adds between kernels. (TVM 0.27's runtime VM has no per-k
 log's records are measured cold, which overstates weight-heavy kernels.)
 
     python benchmarks/kernel_profile.py shufflenet_v2_x1_0 [--batch 8] [--top 12] [--rounds 5]
+        [--against OTHER_LOG_ROOT]   # the same model built with another tuning log, timed interleaved with it
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +34,10 @@ class KernelTime:
         return float(np.median(self.times))
 
 
-def scheduled_module(model: str, batch: int, target_name: str = "x86", tuned: bool = True) -> tuple[Any, Any]:
-    """The model's module after the `schedule` phase (the kernels `build` compiles) and the TVM target."""
+def scheduled_module(model: str, batch: int, target_name: str = "x86", tuned: bool = True,
+                     log_root: Path | None = None) -> tuple[Any, Any]:
+    """The model's module after the `schedule` phase (the kernels `build` compiles) and the TVM target; the
+    tuning log under `log_root` (default: tuning_logs/)."""
     from shuffletvm.build import load_graph
     from shuffletvm.pipeline import PipelineOptions, run_phases
     from shuffletvm.targets import resolve_target
@@ -41,7 +45,7 @@ def scheduled_module(model: str, batch: int, target_name: str = "x86", tuned: bo
 
     target = resolve_target(target_name)
     tvm_target = target.tvm_target()
-    log = open_log(target, create=False)
+    log = open_log(target, log_root, create=False)
     database = log.database() if tuned and log.records else None
     *_, (_phase, scheduled) = run_phases(load_graph(model, batch).mod, tvm_target, PipelineOptions(database=database),
                                          until="schedule")
@@ -104,19 +108,39 @@ def profile(model: str, batch: int, rounds: int = 5, top: int = 12) -> list[str]
     return table(rows, top)
 
 
+def against(model: str, batch: int, other_root: Path, rounds: int = 5) -> list[str]:
+    """Kernel time with the tuning log in tuning_logs/ vs with the one under `other_root`, both modules' kernels
+    timed in interleaved rounds; the kernels whose time differs by more than 10%."""
+    this = kernel_timers(*scheduled_module(model, batch))
+    other = kernel_timers(*scheduled_module(model, batch, log_root=other_root))
+    for _ in range(rounds):
+        measure(this, 1)
+        measure(other, 1)
+    total_this, total_other = (sum(r.us * r.calls for r in rows) for rows in (this, other))
+    lines = [f"Kernel time {total_this / 1e3:.2f} ms with tuning_logs/, {total_other / 1e3:.2f} ms with {other_root} "
+             f"({total_this / total_other:.2f}x); kernels that differ by more than 10%:", "",
+             f"| kernel | calls | us / call, tuning_logs/ | us / call, {other_root} |", "|---|---:|---:|---:|"]
+    for mine, theirs in zip(this, other, strict=True):
+        if abs(mine.us - theirs.us) > 0.1 * theirs.us:
+            lines.append(f"| {mine.name} | {mine.calls} | {mine.us:.1f} | {theirs.us:.1f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--against", type=Path, metavar="LOG_ROOT", help="compare with the tuning log under LOG_ROOT")
     args = parser.parse_args()
     from shuffletvm.bench.runtimes import set_thread_env
     from shuffletvm.targets import resolve_target
 
     set_thread_env(int(resolve_target("x86").spec["num-cores"]))
     started = time.perf_counter()
-    lines = profile(args.model, args.batch, args.rounds, args.top)
+    lines = (against(args.model, args.batch, args.against, args.rounds) if args.against
+             else profile(args.model, args.batch, args.rounds, args.top))
     print(f"{args.model}, batch {args.batch}: " + "\n".join(lines))
     print(f"\nMeasured in {time.perf_counter() - started:.0f} s.")
 

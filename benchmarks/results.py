@@ -26,6 +26,8 @@ from shuffletvm.tuning.database import open_log
 ROWS = [("shufflenet_v2_x0_5", 1), ("shufflenet_v2_x1_0", 1), ("shufflenet_v1_g3_x1_0", 1),
         ("shufflenet_v1_g8_x1_0", 1), ("shufflenet_v2_x1_0", 8)]
 HERE = Path(__file__).parent
+# Sections after this line come from other benchmarks (identity_in_place.py, ...); a rerun keeps them as they are.
+KEPT = "<!-- sections below: other benchmarks' results, kept by results.py -->"
 
 
 def main() -> None:
@@ -91,6 +93,9 @@ def main() -> None:
         *sections,
         f"Measured in {time.perf_counter() - started:.0f} s.",
     ]
+    previous = args.out.read_text() if args.out.exists() else ""
+    if KEPT in previous:
+        lines += ["", KEPT + previous.split(KEPT, 1)[1].rstrip("\n")]
     write_text_atomic("\n".join(lines) + "\n", args.out)
     print("\n".join(lines))
 
