@@ -82,11 +82,24 @@ def test_cuda_kernels_are_unscheduled_tuning_tasks():
     assert len(tasks) == len(unscheduled) and sum(t.compute for t in tasks) >= 15
 
 
+def _assert_computes_the_same(func, scheduled, args, target) -> None:
+    """`scheduled` (a schedule of `func`) writes what `func` writes into its last argument, given `args`."""
+    import numpy as np
+    import tvm.runtime
+
+    outputs = []
+    for f in (func, scheduled):
+        lib = tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
+        tensors = [tvm.runtime.tensor(a.copy()) for a in args]
+        lib(*tensors)
+        outputs.append(tensors[-1].numpy())
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5 * np.abs(outputs[0]).max())
+
+
 def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
     """KeepIdentityInPlace's convs are tasks (the in-place one too, which MetaSchedule's extraction skips), and
     a record of the plain conv each replaces replays on it: the seed computes what the kernel computes."""
     import numpy as np
-    import tvm.runtime
     from shuffletvm.schedules import first_claim
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
@@ -113,13 +126,7 @@ def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
         assert "\n".join(seed.trace.as_python()) == "\n".join(twin_schedule.trace.as_python())
         args = [rng.permutation(2 * int(a.shape[0]))[: int(a.shape[0])].astype("int32") if str(a.dtype) == "int32"
                 else rng.standard_normal([int(v) for v in a.shape]).astype("float32") for a in ArgInfo.from_prim_func(func)]
-        outputs = []
-        for f in (func, seed.mod["main"]):
-            lib = tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
-            tensors = [tvm.runtime.tensor(a.copy()) for a in args]
-            lib(*tensors)
-            outputs.append(tensors[-1].numpy())
-        np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5 * np.abs(outputs[0]).max())
+        _assert_computes_the_same(func, seed.mod["main"], args, target)
 
 
 def test_batch_n_kernels_start_from_their_batch_1_record():
@@ -127,7 +134,6 @@ def test_batch_n_kernels_start_from_their_batch_1_record():
     batch-1 ones, except the batch loop's, whose outermost tile takes the 3 images; the result computes what
     the unscheduled batch-3 kernel computes."""
     import numpy as np
-    import tvm.runtime
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
@@ -161,13 +167,7 @@ def test_batch_n_kernels_start_from_their_batch_1_record():
         == ["fused_conv2d_add_relu"]
     rng = np.random.default_rng(0)
     args = [rng.standard_normal([int(v) for v in a.shape]).astype("float32") for a in ArgInfo.from_prim_func(func)]
-    outputs = []
-    for f in (func, lifted.mod["main"]):
-        lib = tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
-        tensors = [tvm.runtime.tensor(a.copy()) for a in args]
-        lib(*tensors)
-        outputs.append(tensors[-1].numpy())
-    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5 * np.abs(outputs[0]).max())
+    _assert_computes_the_same(func, lifted.mod["main"], args, target)
 
 
 def test_tuning_at_batch_n_records_the_batch_1_schedules_once(tuned_log, tmp_path):
