@@ -53,20 +53,9 @@ def scheduled_module(model: str, batch: int, target_name: str = "x86", tuned: bo
 
 
 def kernel_calls(mod: Any) -> Counter:
-    import tvm
-    from tvm import relax
+    from shuffletvm.tvm_compat import KERNEL_CALL_OPS, op_calls
 
-    calls: Counter = Counter()
-    ops = [tvm.ir.Op.get("relax.call_tir"), tvm.ir.Op.get("relax.call_tir_inplace")]
-
-    def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and any(expr.op.same_as(op) for op in ops):
-            calls[expr.args[0].name_hint] += 1
-
-    for func in mod.functions.values():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, visit)
-    return calls
+    return Counter(call.args[0].name_hint for call in op_calls(mod) if call.op.name in KERNEL_CALL_OPS)
 
 
 def kernel_timers(mod: Any, target: Any, number: int = 20) -> list[KernelTime]:

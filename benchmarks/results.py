@@ -4,7 +4,8 @@ warm per-kernel profile of the tuned modules (what holds them back) and the per-
 
     python benchmarks/results.py [--rounds 10] [--runs 10] [--kernel-rounds 5] [--out benchmarks/RESULTS.md]
 
-Everything is measured in this one run, on this machine, with the tuning log in tuning_logs/.
+Everything is measured in this one run, on this machine, with its tuning log in tuning_logs/. The results of an
+earlier machine class (another CPU, another log) are kept beside it as RESULTS-<log key>.md.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def main() -> None:
         "",
         f"Reproduce: `python benchmarks/results.py --rounds {args.rounds} --runs {args.runs}` (each row is "
         "`shuffletvm compare MODEL --batch N`).",
+        *(["", "Earlier machine classes, each with its own log: " + ", ".join(
+            f"[{p.name}]({p.name})" for p in sorted(HERE.glob("RESULTS-*.md"))) + "."]
+          if list(HERE.glob("RESULTS-*.md")) else []),
         "",
         "TVM rows, all in the same run: **tuned** (tuning log; hand schedules where no record), **hand** "
         "(shuffletvm's passes + hand-written schedules, no tuning), **passes** (shuffletvm's passes, TVM's default "

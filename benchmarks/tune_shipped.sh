@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The tuning runs behind tuning_logs/x86-<cpu>-<cores>c and benchmarks/RESULTS.md, in the order they ran.
+# The tuning runs behind the shipped logs, in the order they ran: tuning_logs/x86-znver5-2c (sessions 1-5, an AMD
+# Zen 5; benchmarks/RESULTS-x86-znver5-2c.md), then tuning_logs/x86-rocketlake-2c (session 6, at the end; an Intel
+# Xeon; benchmarks/RESULTS.md). `--target x86` is the machine it runs on: each section ran on its own machine.
 # Kernels shared between models are tuned once (a later run skips what an earlier one covered); each run first
 # measures the hand-written schedule of every kernel it has not seen as that kernel's first record.
 # (The first run predates FoldShuffleIntoGroupedConv: the second tunes the shuffled grouped convs it adds.)
@@ -45,3 +47,10 @@ shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shuf
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1 --remeasure 8
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 9
 shuffletvm tune shufflenet_v1_g8_x1_0 --target x86 --time-budget 9
+
+# ---- x86-rocketlake-2c (session 6): an Intel Xeon with AVX-512 and AMX, which the VM reports under Rocket Lake's
+# model number. Every kernel new to the log first measured with x86-znver5-2c's 8 best records of it (the kindred
+# log; tuning/seeds.py, kindred_seeds) and its hand schedule, then searched; batch 8 also from its batch-1 records.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --time-budget 50
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1

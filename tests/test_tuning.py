@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -137,15 +138,15 @@ def test_batch_n_kernels_start_from_their_batch_1_record():
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-    from shuffletvm.tuning.seeds import _batch_twins, batch_twin_schedule, batch_twin_seeds
+    from shuffletvm.tuning.seeds import batch_twin_schedule, batch_twin_seeds, batch_twins
 
     target = X86.tvm_target()
     one = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
     three = {t.name: t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 3, target), target)}
     stem, stem_one = three["fused_conv2d_add_relu"], one["fused_conv2d_add_relu"]
     func = stem.extracted.dispatched[0]["main"]
-    assert _batch_twins(func, stem_one.extracted.dispatched[0]["main"])
-    assert not _batch_twins(func, one["max_pool2d"].extracted.dispatched[0]["main"])
+    assert batch_twins(func, stem_one.extracted.dispatched[0]["main"])
+    assert not batch_twins(func, one["max_pool2d"].extracted.dispatched[0]["main"])
     database = ms.database.MemoryDatabase()
     assert batch_twin_schedule(stem, stem_one, database, target) is None  # nothing recorded at batch 1 yet
     context = ms.TuneContext(mod=stem_one.extracted.dispatched[0], target=target, space_generator="post-order-apply",
@@ -216,6 +217,48 @@ def test_remeasure_records_each_kernels_best_traces_again(tuned_log, tmp_path):
         added = [r for r in records(task, database) if r not in before[task.name]]
         best_two = {trace for trace, _ in sorted(before[task.name], key=lambda r: r[1])[:2]}
         assert len(added) == 2 and {trace for trace, _ in added} == best_two
+
+
+def test_apply_batch_one_records_replays_batch_1_records_on_uncovered_kernels(tuned_log):
+    """ApplyBatchOneRecords, at batch 2 with a log of batch-1 records: each kernel whose batch-1 namesake has a
+    record becomes exactly that record replayed with the batch tile widened (and is marked scheduled); every
+    other kernel is left as it was."""
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    from shuffletvm import tvm_compat
+    from shuffletvm.build import load_graph
+    from shuffletvm.passes import ApplyBatchOneRecords
+    from shuffletvm.pipeline import batch_one_kernels, lower_for_tuning
+    from shuffletvm.tuning.seeds import replay_widened
+
+    target = X86.tvm_target()
+    database = open_log(X86, tuned_log, create=False).database()
+    before = lower_for_tuning(load_graph("shufflenet_v2_x0_5", 2).mod, target)
+    one = batch_one_kernels(load_graph("shufflenet_v2_x0_5", 1).mod, target)
+    counters = Counter()
+    with target:
+        after = ApplyBatchOneRecords(database, one, counters)(before)
+    covered = {"fused_conv2d1_add1", "fused_conv2d4_add1", "mean"}
+    assert counters["ApplyBatchOneRecords"] == len(covered)
+    for gvar, func in before.functions.items():
+        if not isinstance(func, tvm.tirx.PrimFunc):
+            continue
+        if gvar.name_hint not in covered:
+            assert after[gvar.name_hint].same_as(func), gvar.name_hint
+            continue
+        record = database.query_tuning_record(_normalize_mod(one[gvar.name_hint]), target, gvar.name_hint)
+        expected = replay_widened(record.trace, _normalize_mod(func)).mod["main"]
+        tvm.ir.assert_structural_equal(after[gvar.name_hint], expected.with_attr(tvm_compat.IS_SCHEDULED, True))
+
+
+def test_batch_n_build_with_batch_1_records_keeps_parity(tuned_log, monkeypatch):
+    """A batch-2 build with a log tuned at batch 1 only uses its records (the pass fired on the 3 kernels the
+    log covers) and computes what PyTorch computes."""
+    from shuffletvm.parity import ParityConfig, check_parity
+
+    monkeypatch.setenv("SHUFFLETVM_TUNING_LOGS", str(tuned_log))
+    report = check_parity(ParityConfig(model="shufflenet_v2_x0_5", batch=2, seeds=1))
+    assert report.passed and report.pass_counts.get("ApplyBatchOneRecords") == 3, report.pass_counts
 
 
 def test_cuda_preset_carries_what_metaschedule_needs():
@@ -376,6 +419,90 @@ def test_tune_log_dir_of_another_target(tmp_path):
     assert_user_error(proc, "holds records for target")
 
 
+def _stamped_as(log_folder: Path, root: Path, target) -> Path:
+    """A copy of a log folder under `root`, stamped for `target` (as if tuned on that CPU)."""
+    folder = root / target.log_key
+    shutil.copytree(log_folder, folder)
+    (folder / "target.json").write_text(json.dumps({"key": target.log_key, "target": target.spec}))
+    return folder
+
+
+def _same_simd_cpu() -> str:
+    """Another LLVM CPU with this host's SIMD width (the kindred rule needs it; the host may be either)."""
+    from shuffletvm.schedules._common import vector_lanes
+
+    return "skylake-avx512" if vector_lanes(X86.tvm_target()) == 16 else "haswell"
+
+
+def test_kindred_log_is_the_closest_cpu_of_the_same_isa(tuned_log, tmp_path):
+    """A target without a log of its own finds another CPU's of the same preset and SIMD width, the same core
+    count first; logs of another SIMD width, another machine or another core count rank below or never."""
+    from shuffletvm.tuning.database import kindred_log
+
+    source = tuned_log / X86.log_key
+    cores = X86.spec["num-cores"]
+    same_isa = resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu()))
+    other_isa = resolve_target("x86", TargetOptions(mcpu="haswell" if _same_simd_cpu() != "haswell" else "znver4"))
+    more_cores = resolve_target("x86", TargetOptions(num_cores=cores + 2))
+    for target in (other_isa, more_cores, resolve_target("arm", TargetOptions(num_cores=cores))):
+        _stamped_as(source, tmp_path, target)
+    assert kindred_log(X86, tmp_path).target.log_key == more_cores.log_key
+    _stamped_as(source, tmp_path, same_isa)
+    found = kindred_log(X86, tmp_path)
+    assert found.target.log_key == same_isa.log_key and not found.writable and found.records == 8
+    assert kindred_log(X86, tmp_path / "absent") is None
+    assert kindred_log(other_isa, tmp_path) is None  # its own log is no kindred log, and no other has its width
+    assert kindred_log(resolve_target("cuda", TargetOptions(cuda_arch="sm_90")), tmp_path) is None
+
+
+def test_build_without_a_log_of_its_own_uses_a_kindred_cpus(tuned_log, tmp_path):
+    """A build for a CPU no log was tuned on applies a kindred CPU's records, says so, and never writes there."""
+    kindred = _stamped_as(tuned_log / X86.log_key, tmp_path / "logs",
+                          resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu())))
+    before = {f.name: f.read_bytes() for f in kindred.iterdir()}
+    proc = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m.so"), "--log-dir", str(tmp_path / "logs"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"no tuning log for {X86.log_key}: using {kindred.name}'s, tuned on another CPU" in proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("| kernels |"))
+    assert f": 3 from tuning log {kindred}," in line
+    assert {f.name: f.read_bytes() for f in kindred.iterdir()} == before
+    assert not (tmp_path / "logs" / X86.log_key).exists()
+
+
+def test_new_log_starts_from_a_kindred_cpus_best_records(tuned_log, tmp_path):
+    """Tuning a CPU whose log is empty first measures a kindred CPU's best records of each new kernel here and
+    records them (same traces, this machine's times); a second run measures none again; --no-kindred none."""
+    from shuffletvm.tuning.seeds import _trace_text
+    from shuffletvm.tuning.tasks import records_for
+
+    kindred = _stamped_as(tuned_log / X86.log_key, tmp_path / "logs",
+                          resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu())))
+    kindred_db = open_log(resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu())), tmp_path / "logs",
+                          create=False).database()
+    config = TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path / "logs",
+                        kernels="fused_conv2d1_|^mean$")
+    first = tune(config)
+    database = first.log.database()
+    for task in first.tasks:
+        theirs = {_trace_text(r.trace): [float(t) for t in r.run_secs] for r in records_for(task, kindred_db)}
+        ours = {_trace_text(r.trace): [float(t) for t in r.run_secs] for r in records_for(task, database)}
+        assert theirs and set(theirs) <= set(ours), task.name
+        assert all(ours[trace] != theirs[trace] for trace in theirs)  # measured here, not copied
+    again = tune(config)
+    assert again.trials == 0 and again.log.records_now() == first.log.records_now()
+    assert kindred.joinpath("database_tuning_record.json").read_text().count("\n") == 8
+
+    _stamped_as(tuned_log / X86.log_key, tmp_path / "alone",
+                resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu())))
+    alone = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path / "alone",
+                            kernels="^mean$", from_kindred=False))
+    assert alone.log.records_now() == 1  # its one trial: mean has no hand schedule, the kindred records unused
+    proc = cli("tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path / "alone"), "--kernels", "^mean$",
+               "--trials", "2", "--no-kindred", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert open_log(X86, tmp_path / "alone").records_now() == 2
+
+
 # ---- aarch64 through a real RPC tracker and an emulated device -----------------------------------------------
 
 
@@ -448,13 +575,19 @@ def _wait_for_records(records: Path, proc: subprocess.Popen, timeout: float = 60
     raise AssertionError("no record was written")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, "SIGINT twice", signal.SIGKILL])
 def test_stopping_the_tuner_keeps_every_finished_record(tmp_path, sig):
+    """Ctrl-C stops after the batch in flight; Ctrl-C twice at once (one line, no crash dump: an exception in
+    MetaSchedule's callbacks aborts the process); SIGKILL at any point. Every finished record is kept."""
     records = tmp_path / X86.log_key / "database_tuning_record.json"
     proc = _start_tune(tmp_path)
     try:
         _wait_for_records(records, proc)
-        proc.send_signal(sig)
+        if sig == "SIGINT twice":  # the hand schedule's record is in: the search (16 candidates to build) starts
+            time.sleep(3)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1)
+        proc.send_signal(signal.SIGINT if sig == "SIGINT twice" else sig)
         _out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -463,3 +596,6 @@ def test_stopping_the_tuner_keeps_every_finished_record(tmp_path, sig):
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
         assert log.rejected == 0
+    if sig == "SIGINT twice":
+        assert proc.returncode == 130 and "aborted; every record measured so far is kept" in err, err
+        assert "Traceback" not in err and "Segfault" not in err and log.rejected == 0

@@ -18,7 +18,7 @@ from .errors import ShuffleTVMError
 from .fileio import atomic_output, check_writable
 from .frontend.graph import ImportedGraph
 from .models.registry import DEFAULT_MODEL
-from .pipeline import PipelineOptions, compile_module
+from .pipeline import PipelineOptions, batch_one_kernels, compile_module
 from .targets import ResolvedTarget, TargetOptions, resolve_target
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class BuildConfig:
     onnx: Path | None = None
     target_options: TargetOptions = field(default_factory=TargetOptions)
     dump_dir: Path | None = None
-    use_tuning_logs: bool = True  # apply tuning_logs/<target>/ when it has records
+    use_tuning_logs: bool = True  # apply tuning_logs/<target>/, or where it has none a kindred CPU's log
     log_dir: Path | None = None  # tuning log root; default: tuning_logs/
     stock_pipeline: bool = False  # TVM's own default Relax pipeline, for "untuned TVM" baselines
     hand_schedules: bool = True  # schedules/ for kernels no tuning record covers
@@ -54,6 +54,7 @@ class BuildResult:
     export_s: float
     kernels_total: int = 0
     kernels_tuned: int = 0  # kernels whose schedule came from the tuning log
+    kernels_batch_one: int = 0  # of those, batch-N kernels scheduled with their batch-1 kernel's record
     tuning_log: Path | None = None
     kernels_hand: int = 0  # hand-written: inserted by the graph passes or scheduled by a schedules/ rule
     pass_counts: dict[str, int] = field(default_factory=dict)  # how often each shuffletvm pass fired
@@ -129,22 +130,31 @@ def build(config: BuildConfig) -> BuildResult:
 
     database, log_path = None, None
     if config.use_tuning_logs:
-        from .tuning.database import open_log
+        from .tuning.database import kindred_log, open_log
 
         log = open_log(target, config.log_dir, create=False)
+        if not log.records:
+            log = kindred_log(target, config.log_dir) or log
+            if log.records:
+                logger.warning("no tuning log for %s: using %s's, tuned on another CPU (`shuffletvm tune` tunes "
+                               "for this one, starting from it)", target.log_key, log.target.log_key)
         if log.records:
             database, log_path = log.database(), log.path
     start = time.perf_counter()
-    options = PipelineOptions(dump_dir=config.dump_dir, database=database, stock=config.stock_pipeline,
-                              hand_schedules=config.hand_schedules)
+    batch_one = _batch_one(config, graph, target) if database is not None and graph.input_shape[0] > 1 else None
+    options = PipelineOptions(dump_dir=config.dump_dir, database=database, batch_one=batch_one,
+                              stock=config.stock_pipeline, hand_schedules=config.hand_schedules)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats
     # hand-written: kernels the graph passes inserted already scheduled, plus those a schedules/ rule took
-    total, tuned, hand = stats["kernels"], stats["kernels_tuned"], stats["kernels_hand"] + stats["ApplyHandSchedules"]
+    lifted = stats["ApplyBatchOneRecords"]
+    total, tuned = stats["kernels"], stats["kernels_tuned"] + lifted
+    hand = stats["kernels_hand"] + stats["ApplyHandSchedules"]
     passes = {k: v for k, v in stats.items() if not k.startswith("kernels")}
-    logger.info("compiled for %s in %.1f s: %d kernels: %d from %s, %d hand-written, %d with default schedules",
-                target.name, compile_s, total, tuned, log_path or "no tuning log", hand, total - tuned - hand)
+    logger.info("compiled for %s in %.1f s: %d kernels: %d from %s%s, %d hand-written, %d with default schedules",
+                target.name, compile_s, total, tuned, log_path or "no tuning log",
+                f" ({lifted} with their batch-1 record)" if lifted else "", hand, total - tuned - hand)
     if passes:
         logger.info("graph passes: %s", ", ".join(f"{k} {v}" for k, v in sorted(passes.items())))
 
@@ -153,4 +163,18 @@ def build(config: BuildConfig) -> BuildResult:
     export_s = time.perf_counter() - start
     logger.info("wrote %s (%.1f MB) in %.1f s", output, output.stat().st_size / 1e6, export_s)
     return BuildResult(output, graph.name, target, graph.input_shape, output_shape, import_s, compile_s, export_s,
-                       total, tuned, log_path, hand, passes)
+                       total, tuned, lifted, log_path, hand, passes)
+
+
+def _batch_one(config: BuildConfig, graph: ImportedGraph, target: ResolvedTarget) -> dict[str, Any] | None:
+    """The model's kernels at batch 1, for ApplyBatchOneRecords (None where the model has no batch-1 form: an
+    ONNX file with a fixed batch)."""
+    if config.stock_pipeline or target.device != "cpu":
+        return None
+    try:
+        one = load_graph(config.model, 1, None, config.onnx)  # the weights do not change the kernels
+    except ShuffleTVMError:
+        return None
+    logger.info("batch %d: the batch-1 kernels' records apply where batch %d has none", graph.input_shape[0],
+                graph.input_shape[0])
+    return batch_one_kernels(one.mod, target.tvm_target())

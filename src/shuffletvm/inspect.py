@@ -120,36 +120,28 @@ def copies_only(func: Any) -> bool:
 
 
 def phase_stats(phase: str, mod: Any) -> PhaseStats:
-    import tvm
     from tvm import relax
     from tvm.ir.expr import GenericConst  # 0.27's relax constant (relax.const returns one)
+
+    from .tvm_compat import KERNEL_CALL_OPS, op_calls
 
     ops: Counter = Counter()
     launches, moving, moved = 0, 0, 0
     called: set[str] = set()
-    kernel_calls = [tvm.ir.Op.get("relax.call_tir"), tvm.ir.Op.get("relax.call_tir_inplace")]
-
-    def visit(expr: Any) -> None:
-        nonlocal launches, moving, moved
-        if not isinstance(expr, relax.Call) or not isinstance(expr.op, tvm.ir.Op):
-            return
-        if any(expr.op.same_as(op) for op in kernel_calls):
+    for call in op_calls(mod):
+        if call.op.name in KERNEL_CALL_OPS:
             launches += 1
-            callee = expr.args[0]
+            callee = call.args[0]
             called.add(callee.name_hint)
             if copies_only(mod[callee]):
                 moving += 1
-                moved += 2 * _tensor_bytes(expr.ty)
-            return
-        ops[expr.op.name] += 1
-        constant = all(isinstance(a, GenericConst) for a in expr.args if isinstance(a, relax.Expr))
-        if expr.op.name in COPY_OPS and not constant:  # a copy of constants is folded at compile time
+                moved += 2 * _tensor_bytes(call.ty)
+            continue
+        ops[call.op.name] += 1
+        constant = all(isinstance(a, GenericConst) for a in call.args if isinstance(a, relax.Expr))
+        if call.op.name in COPY_OPS and not constant:  # a copy of constants is folded at compile time
             moving += 1
-            moved += 2 * _tensor_bytes(expr.ty)
-
-    for func in mod.functions.values():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, visit)
+            moved += 2 * _tensor_bytes(call.ty)
     return PhaseStats(phase, ops, launches, len(called), moving, moved)
 
 

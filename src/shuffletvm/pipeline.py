@@ -24,6 +24,7 @@ from tvm import relax
 
 from . import tvm_compat
 from .passes import (
+    ApplyBatchOneRecords,
     ApplyHandSchedules,
     FoldBatchNorm,
     FoldShuffleIntoGroupedConv,
@@ -40,6 +41,9 @@ class PipelineOptions:
     dump_dir: Path | None = None
     # A MetaSchedule database (see shuffletvm.tuning.database): its best records replace default kernels.
     database: Any = None
+    # At batch N > 1: the model's kernels at batch 1 (lowered by these phases, by name), whose records replay on
+    # the batch-N kernels the database has none for (passes/apply_batch_one_records.py).
+    batch_one: dict[str, Any] | None = None
     # TVM's default pipeline as it ships, without shuffletvm's phases: the "untuned TVM" baseline.
     stock: bool = False
     # schedules/ for kernels without a tuning record (off: they keep TVM's default, unscheduled loops).
@@ -81,8 +85,9 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
         ])),
         # Relax ops -> TensorIR, operator fusion: the kernels, unscheduled (what tuning sees).
         Phase("legalize", tvm.transform.Sequential(tvm_compat.without_default_schedules(stock["legalize"]))),
-        # Each kernel's schedule: its tuning record if the database has one, else a hand-written schedule
-        # (schedules/), else on GPUs dlight's defaults (on CPUs the fallback's parallel loops).
+        # Each kernel's schedule: its tuning record if the database has one, else (at batch N) its batch-1
+        # kernel's record replayed, else a hand-written schedule (schedules/), else on GPUs dlight's defaults
+        # (on CPUs the fallback's parallel loops).
         Phase("schedule", tvm.transform.Sequential(_schedule_passes(target, options))),
         # Dataflow blocks -> explicit calls; then memory planning and VM lowering.
         Phase("dataflow-lower", tvm.transform.Sequential(stock["dataflow_lower"])),
@@ -94,6 +99,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     passes = [_count_tuned_kernels(options)]
     if options.database is not None:
         passes.append(relax.transform.MetaScheduleApplyDatabase())
+    if options.database is not None and options.batch_one:
+        passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
     return passes + hand + tvm_compat.default_schedules(target)
 
@@ -140,6 +147,13 @@ def run_phases(mod: tvm.IRModule, target: Any, options: PipelineOptions,
             yield phase, mod
             if phase.name == until:
                 return
+
+
+def batch_one_kernels(mod: tvm.IRModule, target: Any) -> dict[str, Any]:
+    """The TensorIR kernels of `mod` (a model imported at batch 1) as the phases up to `legalize` make them, by
+    name: what ApplyBatchOneRecords replays batch-1 records from."""
+    lowered = lower_for_tuning(mod, target)
+    return {gv.name_hint: f for gv, f in lowered.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
 
 
 def lower_for_tuning(mod: tvm.IRModule, target: Any, options: PipelineOptions | None = None) -> tvm.IRModule:

@@ -182,3 +182,24 @@ IS_SCHEDULED = "tirx.is_scheduled"  # 0.27's PrimFunc attribute (was tir.is_sche
 def is_scheduled(func: Any) -> bool:
     """A PrimFunc that carries a schedule already (hand-written, from a tuning record, or dlight's)."""
     return func.attrs is not None and bool(func.attrs.get(IS_SCHEDULED, False))
+
+
+KERNEL_CALL_OPS = ("relax.call_tir", "relax.call_tir_inplace")
+
+
+def op_calls(mod: Any) -> list[Any]:
+    """Every call of a Relax operator in the module's Relax functions, in post order. A kernel launch is one
+    whose `op.name` is in KERNEL_CALL_OPS; its `args[0]` is the TensorIR function's GlobalVar."""
+    import tvm
+    from tvm import relax
+
+    calls: list[Any] = []
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            calls.append(expr)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func.body, visit)
+    return calls

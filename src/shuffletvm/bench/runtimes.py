@@ -70,7 +70,9 @@ def _tvm(ctx: Context, variant: str) -> Prepared:
         raise Unavailable(f"no tuning record covers its kernels (run `shuffletvm tune {ctx.name} --batch {batch}`)")
     module = load(result.path)
     if logs:
-        note = f"{result.kernels_tuned}/{result.kernels_total} kernels from the tuning log, {result.kernels_hand} hand-written"
+        borrowed = result.tuning_log is not None and result.tuning_log.name != result.target.log_key
+        source = f"{result.tuning_log.name}'s tuning log (another CPU)" if borrowed else "the tuning log"
+        note = f"{result.kernels_tuned}/{result.kernels_total} kernels from {source}, {result.kernels_hand} hand-written"
     return Prepared(module.run, note)
 
 

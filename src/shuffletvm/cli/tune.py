@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernels", metavar="REGEX", help="tune only kernels whose name matches (e.g. conv2d)")
     parser.add_argument("--remeasure", type=int, default=0, metavar="N",
                         help="first measure each kernel's best N records again (logs measured with a cache flush)")
+    parser.add_argument("--no-kindred", action="store_true",
+                        help="do not start kernels new to this target's log from another CPU's log (same ISA)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -30,7 +32,7 @@ def execute(args: argparse.Namespace) -> int:
     result = tune(TuneConfig(
         models=args.models, target=args.target, trials_per_task=args.trials, time_budget_min=args.time_budget,
         rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key, log_dir=args.log_dir, batch=args.batch, kernels=args.kernels,
-        remeasure=args.remeasure,
+        remeasure=args.remeasure, from_kindred=not args.no_kindred,
         target_options=target_options(args),
     ))
     emulated = " (emulated device: timings prove the path, not ARM speed)" if args.rpc_tracker and \

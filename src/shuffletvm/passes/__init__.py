@@ -1,5 +1,6 @@
 """shuffletvm's Relax passes, one per file, named after the class. Shared invariants: passes/README.md."""
 
+from .apply_batch_one_records import ApplyBatchOneRecords
 from .apply_hand_schedules import ApplyHandSchedules
 from .fold_batch_norm import FoldBatchNorm
 from .fold_shuffle_into_grouped_conv import FoldShuffleIntoGroupedConv
@@ -7,5 +8,5 @@ from .fuse_concat_shuffle_split import FuseConcatShuffleSplit
 from .keep_identity_in_place import KeepIdentityInPlace
 from .pack_conv1x1_weights import PackConv1x1Weights
 
-__all__ = ["ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv", "FuseConcatShuffleSplit",
+__all__ = ["ApplyBatchOneRecords", "ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv", "FuseConcatShuffleSplit",
            "KeepIdentityInPlace", "PackConv1x1Weights"]

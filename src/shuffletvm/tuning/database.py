@@ -7,6 +7,11 @@ that does not parse (a torn write, a hand edit) would make TVM's loader fail: `o
 `<file>.rejected` — counted, kept, never deleted — before TVM reads the files. Opening a log only to build
 with it (`writable=False`) never touches the files: the valid lines are read into a private copy, so a build
 can run while a tuner appends.
+
+A target with no log of its own can use a *kindred* target's: the same preset, machine and SIMD width, on
+another CPU model or core count (`kindred_log`). MetaSchedule's records are schedules of target-independent
+TensorIR, so a kindred CPU's record always builds and computes the same; it is only tuned for another chip.
+`build` applies one when the target has none (and says so), and `tune` starts a new log's kernels from it.
 """
 
 from __future__ import annotations
@@ -110,6 +115,45 @@ def _rewrite(path: Path, kept: list[str], rejected: list[str]) -> None:
         with open(path.with_name(path.name + ".rejected"), "a") as f:
             f.write("\n".join(rejected) + "\n")
     write_text_atomic("".join(line + "\n" for line in kept), path)
+
+
+def _stamped_target(folder: Path) -> ResolvedTarget | None:
+    """The preset target a log folder is stamped for (None: unstamped, unreadable, or not an x86/arm preset)."""
+    from ..targets import TargetOptions, resolve_target
+
+    try:
+        stamp = json.loads((folder / MANIFEST).read_text())
+        spec, name = stamp["target"], str(stamp["key"]).split("-")[0]
+        if name not in ("x86", "arm"):
+            return None
+        other = resolve_target(name, TargetOptions(mcpu=spec["mcpu"], num_cores=int(spec["num-cores"])))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, ShuffleTVMError):
+        return None
+    return other if other.log_key == stamp["key"] else None
+
+
+def kindred_log(target: ResolvedTarget, root: Path | None = None) -> TuningLog | None:
+    """The closest other CPU's log under `root` whose records `target` can use, opened read-only: same preset
+    (x86 or arm), same machine, same SIMD width (the layout phase packs by it, so kernels would differ). Closest:
+    the same core count first (parallel loops are tiled for it), then the most records. None if there is none
+    (GPU logs are never shared: a CUDA schedule is tied to its architecture's limits)."""
+    from ..schedules._common import vector_lanes
+
+    if target.name not in ("x86", "arm"):
+        return None
+    root = Path(root or default_log_root())
+    lanes = vector_lanes(target.tvm_target())
+    candidates = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        other = _stamped_target(folder)
+        if (other is None or other.log_key == target.log_key or other.name != target.name
+                or other.arch != target.arch or vector_lanes(other.tvm_target()) != lanes):
+            continue
+        log = open_log(other, root, create=False)
+        if log.records:
+            same_cores = other.spec["num-cores"] == target.spec["num-cores"]
+            candidates.append((not same_cores, -log.records, log))
+    return min(candidates, key=lambda c: c[:2])[2] if candidates else None
 
 
 def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = True) -> TuningLog:

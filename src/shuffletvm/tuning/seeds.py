@@ -17,6 +17,9 @@ small planes finely (measured, V2 1.0x at batch 8: the stem 2513 us with its own
 replayed from batch 1; the 58-channel 28x28 1x1 convs 324-395 us vs 116-125 us). Unlike the other seeds this
 one is measured for kernels the log already covers, so a batch-N log catches up with its batch-1 records.
 
+A kernel new to this target's log whose kernel a kindred CPU's log has tuned (same preset and SIMD width,
+another CPU model: `database.kindred_log`) first gets that log's best records, replayed and measured here.
+
 A kernel whose records already include a seed's trace is not measured again (resumed runs).
 """
 
@@ -68,6 +71,17 @@ def seed_plain_twins(tasks: list[TuneTask], database: Any, builder: Any, runner:
 def remeasured(tasks: list[TuneTask], database: Any, target: Any, k: int) -> list[tuple[TuneTask, str, Any]]:
     """(task, name, schedule) for each task's best `k` records, their traces replayed: measured and committed
     again, they are ranked by this run's runner (`TuneConfig.remeasure`)."""
+    return _replayed(tasks, database, k, "measured again")
+
+
+def kindred_seeds(tasks: list[TuneTask], kindred: Any, k: int) -> list[tuple[TuneTask, str, Any]]:
+    """(task, name, schedule) for the best `k` records of each task in `kindred`, another CPU's database
+    (`database.kindred_log`), replayed on it: a kernel new to this target's log starts from what was learnt for
+    it elsewhere, measured here, rather than from its hand schedule alone."""
+    return _replayed(tasks, kindred, k, "kindred CPU's record")
+
+
+def _replayed(tasks: list[TuneTask], database: Any, k: int, name: str) -> list[tuple[TuneTask, str, Any]]:
     from tvm import s_tir
 
     again = []
@@ -75,7 +89,7 @@ def remeasured(tasks: list[TuneTask], database: Any, target: Any, k: int) -> lis
         for record in records_for(task, database, k):
             sch = s_tir.Schedule(task.extracted.dispatched[0])
             record.trace.apply_to_schedule(sch, remove_postproc=False)
-            again.append((task, "measured again", sch))
+            again.append((task, name, sch))
     return again
 
 
@@ -87,7 +101,7 @@ def batch_twin_seeds(tasks: list[TuneTask], batch_one: list[TuneTask], database:
     seeds = []
     for task in tasks:
         twin = by_name.get(task.name)
-        if twin is None or not _batch_twins(task.extracted.dispatched[0]["main"], twin.extracted.dispatched[0]["main"]):
+        if twin is None or not batch_twins(task.extracted.dispatched[0]["main"], twin.extracted.dispatched[0]["main"]):
             continue
         sch = batch_twin_schedule(task, twin, database, target)
         if sch is not None and not _recorded(task, sch, database):
@@ -96,14 +110,19 @@ def batch_twin_seeds(tasks: list[TuneTask], batch_one: list[TuneTask], database:
 
 
 def batch_twin_schedule(task: TuneTask, twin: TuneTask, database: Any, target: Any) -> Any | None:
-    """The best record of `twin` (the batch-1 kernel) replayed on `task`'s kernel: every tile decision whose
-    loop is longer here (the batch loop) puts the extra factor in its outermost tile."""
-    from tvm import s_tir
-
+    """The best record of `twin` (the batch-1 kernel) replayed on `task`'s kernel (`replay_widened`)."""
     best = records_for(twin, database, 1)
     if not best:
         return None
-    sch = s_tir.Schedule(task.extracted.dispatched[0])
+    return replay_widened(best[0].trace, task.extracted.dispatched[0], task.name)
+
+
+def replay_widened(trace: Any, mod: Any, name: str = "") -> Any | None:
+    """A batch-1 kernel's trace replayed on the same kernel at batch N (`mod`): every tile decision whose loop
+    is longer here (the batch loop) puts the extra factor in its outermost tile. None if it does not replay."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(mod)
 
     def widen_outer_tile(inst: Any, inputs: list[Any], _attrs: list[Any], decision: Any) -> Any:
         if inst.kind.name != "SamplePerfectTile":
@@ -115,14 +134,14 @@ def batch_twin_schedule(task: TuneTask, twin: TuneTask, database: Any, target: A
         return factors
 
     try:
-        best[0].trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=widen_outer_tile)
-    except Exception as err:  # noqa: BLE001 - TVM's own error types; the search still has its other seeds
-        logger.debug("the batch-1 schedule does not replay on %s: %s", task.name, str(err).splitlines()[0])
+        trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=widen_outer_tile)
+    except Exception as err:  # noqa: BLE001 - TVM's own error types; the caller has other schedules
+        logger.debug("the batch-1 schedule does not replay on %s: %s", name, str(err).splitlines()[0])
         return None
     return sch
 
 
-def _batch_twins(func: Any, batch_one: Any) -> bool:
+def batch_twins(func: Any, batch_one: Any) -> bool:
     """Whether `batch_one` is `func` at batch 1: same parameters, only the leading dimension of some (the
     activations) 1 instead of N."""
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
@@ -204,8 +223,15 @@ def measure_and_commit(seeds: list[tuple], database: Any, builder: Any, runner: 
     `chunk` at a time (a stopped run keeps what it measured). With `rounds` > 1 the chunk is measured that many
     times in turn and each record keeps its fastest round: this machine's slow phases only ever add time, and a
     candidate measured once inside one loses to worse ones measured outside it."""
-    return sum(_measure_and_commit(seeds[i:i + chunk], database, builder, runner, target, rounds)
-               for i in range(0, len(seeds), chunk))
+    from tqdm import tqdm
+
+    committed = 0
+    with tqdm(total=len(seeds), unit="record", desc="starting points", dynamic_ncols=True,
+              disable=len(seeds) <= chunk) as bar:
+        for i in range(0, len(seeds), chunk):
+            committed += _measure_and_commit(seeds[i:i + chunk], database, builder, runner, target, rounds)
+            bar.update(len(seeds[i:i + chunk]))
+    return committed
 
 
 def _measure_and_commit(seeds: list[tuple], database: Any, builder: Any, runner: Any, target: Any,

@@ -75,21 +75,12 @@ def _in_place_tasks(mod: Any, target: Any) -> list[Any]:
     MetaSchedule's extraction does not visit; normalised as it normalises the others, as the build looks them up."""
     from collections import Counter
 
-    import tvm
-    from tvm import relax
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
-    in_place = tvm.ir.Op.get("relax.call_tir_inplace")
-    calls: Counter = Counter()
+    from ..tvm_compat import op_calls
 
-    def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.same_as(in_place):
-            calls[expr.args[0]] += 1
-
-    for func in mod.functions.values():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, visit)
+    calls = Counter(call.args[0] for call in op_calls(mod) if call.op.name == "relax.call_tir_inplace")
     tasks = []
     for gvar, count in calls.items():
         normalized = _normalize_mod(mod[gvar])

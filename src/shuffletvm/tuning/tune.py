@@ -22,11 +22,18 @@ from typing import Any
 
 from ..errors import ShuffleTVMError
 from ..targets import ResolvedTarget, TargetOptions, resolve_target
-from .database import TuningLog, open_log
+from .database import TuningLog, kindred_log, open_log
 from .pooled_builder import PooledBuilder
 from .progress import ProgressCallback, TuneProgress
 from .rpc import TrackerAddress, check_device
-from .seeds import batch_twin_seeds, measure_and_commit, remeasured, seed_hand_schedules, seed_plain_twins
+from .seeds import (
+    batch_twin_seeds,
+    kindred_seeds,
+    measure_and_commit,
+    remeasured,
+    seed_hand_schedules,
+    seed_plain_twins,
+)
 from .tasks import TuneTask, count_done, extract_tasks
 
 logger = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ RUNNER_TIMEOUT_S = 120
 RPC_SESSION_TIMEOUT_S = 600  # candidates under qemu run thousands of times slower than on hardware
 UNBOUNDED_TRIALS = 1_000_000
 REMEASURE_ROUNDS = 3  # --remeasure: each record keeps its fastest of this many interleaved measurements
+KINDRED_RECORDS = 8  # a kernel new to the log starts from this many of a kindred CPU's best records
 
 
 @dataclass
@@ -56,6 +64,9 @@ class TuneConfig:
     # Measure each kernel's best N records again (same trace, this run's runner) before searching: ranks a log
     # made when CPU candidates were measured on one thread after a cache flush (before session 5's runner).
     remeasure: int = 0
+    # Kernels the log has no record of start from a kindred CPU's log under the same root (database.kindred_log):
+    # its best KINDRED_RECORDS records of each, measured here.
+    from_kindred: bool = True
 
 
 @dataclass
@@ -180,6 +191,12 @@ def tune(config: TuneConfig) -> TuneResult:
     skipped = len(tasks) - len(todo)
     logger.info("%d distinct kernels, %d covered by %s, %d to tune", len(tasks), skipped, log.path, len(todo))
     again = remeasured([t for t in tasks if t.compute], database, tvm_target, config.remeasure)
+    kindred = kindred_log(target, config.log_dir) if config.from_kindred else None
+    borrowed = kindred_seeds([t for t in todo if t.compute and t.done_trials == 0], kindred.database(),
+                             KINDRED_RECORDS) if kindred else []
+    if borrowed:
+        logger.info("%d kernels new to %s start from %s's records (another CPU)",
+                    len({id(t) for t, _, _ in borrowed}), log.path, kindred.path)
     lifted = batch_twin_seeds([t for t in tasks if t.compute], _batch_one_tasks(config, tvm_target),
                               database, tvm_target) if config.batch > 1 else []
     started = time.monotonic()
@@ -189,12 +206,13 @@ def tune(config: TuneConfig) -> TuneResult:
         deadline=started + 60 * config.time_budget_min if config.time_budget_min else None,
         emulated=tracker is not None and tracker.host in ("127.0.0.1", "localhost"),
     )
-    if todo or lifted or again:
+    if todo or lifted or again or borrowed:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         threads_before = os.environ.get("TVM_NUM_THREADS")
         builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir)
         try:
-            _measure_starting_points(todo, again, lifted, database, builder, runner, tvm_target, config.batch)
+            _measure_starting_points(todo, again, borrowed, lifted, database, builder, runner, tvm_target,
+                                     config.batch)
             _search(todo, per_task, config, progress, builder, runner, database, work_dir)
         finally:
             builder.shutdown()
@@ -213,16 +231,20 @@ def tune(config: TuneConfig) -> TuneResult:
                       progress.estimate_ms(), progress.stop_reason, skipped)
 
 
-def _measure_starting_points(todo: list[TuneTask], again: list[tuple], lifted: list[tuple], database: Any,
-                             builder: Any, runner: Any, target: Any, batch: int) -> None:
-    """Records measured before the search (tuning/seeds.py): the best records again (--remeasure), the batch-1
-    schedules at batch N, the hand-written schedules and the stage-buffer convs' plain twins. Seeds are records
+def _measure_starting_points(todo: list[TuneTask], again: list[tuple], borrowed: list[tuple], lifted: list[tuple],
+                             database: Any, builder: Any, runner: Any, target: Any, batch: int) -> None:
+    """Records measured before the search (tuning/seeds.py): the best records again (--remeasure), a kindred
+    CPU's best records, the batch-1 schedules at batch N, the hand-written schedules and the stage-buffer convs'
+    plain twins. Seeds are records
     on top of the trial budgets: counting them as trials would let MetaSchedule's uniform per-task cap hand
     one kernel's share to another."""
     if again:
         logger.info("measuring %d records of %d kernels again", len(again), len({id(t) for t, _, _ in again}))
         done = measure_and_commit(again, database, builder, runner, target, rounds=REMEASURE_ROUNDS)
         logger.info("%d records measured again", done)
+    if borrowed:
+        done = measure_and_commit(borrowed, database, builder, runner, target)
+        logger.info("%d records of a kindred CPU's log measured here", done)
     if lifted:
         logger.info("measuring %d kernels with their batch-1 kernel's tuned schedule", len(lifted))
         done = measure_and_commit(lifted, database, builder, runner, target)
