@@ -191,9 +191,9 @@ def tune(config: TuneConfig) -> TuneResult:
     skipped = len(tasks) - len(todo)
     logger.info("%d distinct kernels, %d covered by %s, %d to tune", len(tasks), skipped, log.path, len(todo))
     again = remeasured([t for t in tasks if t.compute], database, tvm_target, config.remeasure)
-    kindred = kindred_log(target, config.log_dir) if config.from_kindred else None
-    borrowed = kindred_seeds([t for t in todo if t.compute and t.done_trials == 0], kindred.database(),
-                             KINDRED_RECORDS) if kindred else []
+    new = [t for t in todo if t.compute and t.done_trials == 0]
+    kindred = kindred_log(target, config.log_dir) if config.from_kindred and new else None  # read only if needed
+    borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS) if kindred else []
     if borrowed:
         logger.info("%d kernels new to %s start from %s's records (another CPU)",
                     len({id(t) for t, _, _ in borrowed}), log.path, kindred.path)
