@@ -11,6 +11,7 @@ from shuffletvm.models import MODELS
 from shuffletvm.models.registry import create_model
 from shuffletvm.parity import ParityConfig, check_parity
 from shuffletvm.passes.pack_conv1x1_weights import weight_block
+from shuffletvm.passes.partition_rows_across_cores import cores_of
 from shuffletvm.targets import resolve_target
 
 from .conftest import assert_user_error, cli
@@ -34,6 +35,9 @@ def test_parity_torch_export_x86(name):
     assert report.pass_counts.get("FuseConcatShuffleSplit", 0) == fused
     assert report.pass_counts.get("PackConv1x1Weights", 0) == _packable_convs(model), report.pass_counts
     assert report.pass_counts.get("KeepIdentityInPlace", 0) == _in_place_units(model), report.pass_counts
+    # V2's dense 1x1 convs of the 28x28 and 14x14 stages split their parallel loops by rows on 2+ cores.
+    if name.startswith("shufflenet_v2") and cores_of(resolve_target("x86").tvm_target()) > 1:
+        assert report.pass_counts.get("PartitionRowsAcrossCores", 0) >= 1, report.pass_counts
 
 
 def _in_place_units(model: nn.Module) -> int:

@@ -685,3 +685,120 @@ def test_inspect_bad_dump_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_user_error(cli("inspect", "shufflenet_v2_x0_5", "--dump-dir", str(blocker), "-q"), "--dump-dir")
+
+
+# -------------------------------------------------------------------------------- PartitionRowsAcrossCores
+
+def _dense_1x1(cin: int = 16, cout: int = 8, grouped: bool = False, parallel: bool = True):
+    """A scheduled 1x1 conv (NCHW, 6x8 plane) whose parallel loop splits output channels, rows inside it:
+    what tuned schedules look like. `grouped`: each output channel reads only its own input channel."""
+    from tvm import s_tir, te
+
+    x = te.placeholder((1, cin, 6, 8), name="x")
+    w = te.placeholder((cout, cin), name="w")
+    rc = te.reduce_axis((0, 1 if grouped else cin), name="rc")
+    y = te.compute((1, cout, 6, 8), lambda n, o, h, v: te.sum(
+        (x[n, o + rc, h, v] if grouped else x[n, rc, h, v]) * w[o, rc], axis=rc), name="y")
+    sch = s_tir.Schedule(te.create_prim_func([x, w, y]))
+    n, o, h, v, r = sch.get_loops(sch.get_sblock("y"))
+    o0, o1 = sch.split(o, [2, cout // 2])
+    sch.reorder(o0, h, o1, n, v, r)
+    if parallel:
+        sch.parallel(o0)
+    return sch.mod["main"]
+
+
+def test_partition_rows_before_expected():
+    """Each core takes the iterations that write its band of output rows (rows 0-2, 3-5), the condition on the
+    row loop; the loops and the block are untouched."""
+    from tvm.script import tirx as T
+
+    from shuffletvm.passes import PartitionRowsAcrossCores
+
+    @T.prim_func(s_tir=True)
+    def expected(x: T.Buffer((1, 16, 6, 8), "float32"), w: T.Buffer((8, 16), "float32"),
+                 y: T.Buffer((1, 8, 6, 8), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for core in T.parallel(2):
+            for o_0 in range(2):
+                for h in range(6):
+                    if T.min(h // 3, 1) == core:
+                        for o_1, n, v, rc in T.grid(4, 1, 8, 16):
+                            with T.sblock("y"):
+                                v_n = T.axis.spatial(1, n)
+                                v_o = T.axis.spatial(8, o_0 * 4 + o_1)
+                                v_h, v_v, v_rc = T.axis.remap("SSR", [h, v, rc])
+                                T.reads(x[v_n, v_rc, v_h, v_v], w[v_o, v_rc])
+                                T.writes(y[v_n, v_o, v_h, v_v])
+                                with T.init():
+                                    y[v_n, v_o, v_h, v_v] = T.float32(0.0)
+                                y[v_n, v_o, v_h, v_v] = y[v_n, v_o, v_h, v_v] + x[v_n, v_rc, v_h, v_v] * w[v_o, v_rc]
+
+    before = _dense_1x1()
+    counters: Counter = Counter()
+    after = PartitionRowsAcrossCores(2, counters)(tvm.IRModule({"main": before}))
+    tvm.ir.assert_structural_equal(after["main"].without_attr("global_symbol"), expected.without_attr("global_symbol"))
+    assert counters["PartitionRowsAcrossCores"] == 1
+
+    # the same numbers, bit for bit, on two threads
+    args = [RNG.standard_normal((1, 16, 6, 8)).astype(np.float32), RNG.standard_normal((8, 16)).astype(np.float32)]
+    outs = []
+    for func in (before, after["main"]):
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=TARGET)
+        tensors = [tvm.runtime.tensor(a) for a in [*args, np.zeros((1, 8, 6, 8), np.float32)]]
+        lib(*tensors)
+        outs.append(tensors[-1].numpy())
+    np.testing.assert_array_equal(outs[1], outs[0])
+    np.testing.assert_allclose(outs[0], np.einsum("oc,nchw->nohw", args[1], args[0]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["one-core", "channel-local", "weights-outweigh-input", "serial"])
+def test_partition_rows_near_misses_unchanged(case):
+    """One core; a kernel whose output channels read their own input channels (depthwise/grouped: split by
+    channels, each core reads only what it computes); weights more than a quarter of the activations (both cores
+    would read every weight); no parallel loop (and no kernel before it split by rows)."""
+    from shuffletvm.passes import PartitionRowsAcrossCores
+
+    func = {"one-core": _dense_1x1, "channel-local": lambda: _dense_1x1(8, 8, grouped=True),
+            "weights-outweigh-input": lambda: _dense_1x1(16, 28),
+            "serial": lambda: _dense_1x1(parallel=False)}[case]()
+    mod = tvm.IRModule({"main": func})
+    counters: Counter = Counter()
+    after = PartitionRowsAcrossCores(1 if case == "one-core" else 2, counters)(mod)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["PartitionRowsAcrossCores"] == 0
+
+
+@pytest.mark.parametrize("plane", [28, 7])
+def test_partition_rows_depthwise_follows_the_conv_before_it(plane):
+    """The real schedules of a 1x1 conv + ReLU and the depthwise 3x3 conv after it (schedules/; the depthwise one
+    is single-threaded at this size). On 28x28 the 1x1 conv is split by rows, and the depthwise conv follows: a
+    parallel loop over the two row bands outermost, each band padding only its rows plus the halo. On 7x7 the
+    weights are too large a share (16x16 against 16x7x7): neither changes. Same numbers either way."""
+    import tvm.runtime.vm
+
+    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+
+    x = relax.Var("x", _t(1, 16, plane, plane))
+    w1, w2 = _const(16, 16, 1, 1), _const(16, 1, 3, 3)
+    mod = _module([x], lambda bb, x: relax.op.nn.conv2d(
+        bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, w1)))), w2, padding=1, groups=16))
+    options = PipelineOptions(partition_rows=True)
+    *_, (_phase, scheduled) = run_phases(mod, TARGET, options, until="schedule")
+    kernels = {gv.name_hint: f for gv, f in scheduled.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+    assert options.stats["ApplyHandSchedules.depthwise_conv3x3"] == 1
+    depthwise = next(f for name, f in kernels.items() if "relu" not in name)
+    top = depthwise.body.block.body
+    if plane == 7:
+        assert options.stats["PartitionRowsAcrossCores"] == 0
+        assert top.kind != tvm.tirx.ForKind.PARALLEL
+    else:
+        assert options.stats["PartitionRowsAcrossCores"] == 2
+        assert top.kind == tvm.tirx.ForKind.PARALLEL and int(top.extent) == 2
+        assert 'sblock("pad_temp")' in top.body.script(), "the padded plane is computed under the band loop"
+    data = RNG.standard_normal((1, 16, plane, plane)).astype(np.float32)
+    outs = []
+    for rows in (True, False):
+        vm = tvm.runtime.vm.VirtualMachine(compile_module(mod, TARGET, PipelineOptions(partition_rows=rows)), tvm.cpu())
+        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -40,6 +40,7 @@ class BuildConfig:
     log_dir: Path | None = None  # tuning log root; default: tuning_logs/
     stock_pipeline: bool = False  # TVM's own default Relax pipeline, for "untuned TVM" baselines
     hand_schedules: bool = True  # schedules/ for kernels no tuning record covers
+    partition_rows: bool = True  # multi-core CPUs: dense kernels split their parallel loops by output rows
 
 
 @dataclass
@@ -143,7 +144,8 @@ def build(config: BuildConfig) -> BuildResult:
     start = time.perf_counter()
     batch_one = _batch_one(config, graph, target) if database is not None and graph.input_shape[0] > 1 else None
     options = PipelineOptions(dump_dir=config.dump_dir, database=database, batch_one=batch_one,
-                              stock=config.stock_pipeline, hand_schedules=config.hand_schedules)
+                              stock=config.stock_pipeline, hand_schedules=config.hand_schedules,
+                              partition_rows=config.partition_rows)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats

@@ -31,7 +31,9 @@ from .passes import (
     FuseConcatShuffleSplit,
     KeepIdentityInPlace,
     PackConv1x1Weights,
+    PartitionRowsAcrossCores,
 )
+from .passes.partition_rows_across_cores import cores_of
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class PipelineOptions:
     stock: bool = False
     # schedules/ for kernels without a tuning record (off: they keep TVM's default, unscheduled loops).
     hand_schedules: bool = True
+    # Multi-core CPUs: dense kernels' parallel loops split by output rows (passes/partition_rows_across_cores.py).
+    partition_rows: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -87,7 +91,8 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
         Phase("legalize", tvm.transform.Sequential(tvm_compat.without_default_schedules(stock["legalize"]))),
         # Each kernel's schedule: its tuning record if the database has one, else (at batch N) its batch-1
         # kernel's record replayed, else a hand-written schedule (schedules/), else on GPUs dlight's defaults
-        # (on CPUs the fallback's parallel loops).
+        # (on CPUs the fallback's parallel loops). Then, on multi-core CPUs, dense kernels split their parallel
+        # loops by output rows, so each core reads the activations it wrote (passes/partition_rows_across_cores.py).
         Phase("schedule", tvm.transform.Sequential(_schedule_passes(target, options))),
         # Dataflow blocks -> explicit calls; then memory planning and VM lowering.
         Phase("dataflow-lower", tvm.transform.Sequential(stock["dataflow_lower"])),
@@ -102,7 +107,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     if options.database is not None and options.batch_one:
         passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
-    return passes + hand + tvm_compat.default_schedules(target)
+    rows = [PartitionRowsAcrossCores(cores_of(target), options.stats)] if options.partition_rows else []
+    return passes + hand + tvm_compat.default_schedules(target) + rows
 
 
 def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:

@@ -2,7 +2,9 @@
 
 Each round runs every runtime `runs_per_round` times in turn, so a noisy neighbour on a shared machine hits
 all runtimes alike; per runtime we report the median and the 10th/90th percentiles over all timed runs, after
-warm-up runs that are not timed. Every runtime's output is checked against PyTorch eager in the same run.
+warm-up runs that are not timed. Each runtime's turn in a round starts with one untimed run: the runtime before
+it leaves its threads spinning for a while (ONNX Runtime's and OpenMP's pools spin after each run), which the
+first run of a turn would pay for. Every runtime's output is checked against PyTorch eager in the same run.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ def compare(config: CompareConfig) -> CompareReport:
                 ready.run(x)
         for _ in tqdm(range(config.rounds), desc="measuring", unit="round"):
             for name, ready in prepared.items():
+                ready.run(x)  # the first run of a turn, while the last runtime's threads still spin: not timed
                 for _ in range(config.runs_per_round):
                     start = time.perf_counter()
                     ready.run(x)

@@ -7,6 +7,7 @@ from .fold_shuffle_into_grouped_conv import FoldShuffleIntoGroupedConv
 from .fuse_concat_shuffle_split import FuseConcatShuffleSplit
 from .keep_identity_in_place import KeepIdentityInPlace
 from .pack_conv1x1_weights import PackConv1x1Weights
+from .partition_rows_across_cores import PartitionRowsAcrossCores
 
 __all__ = ["ApplyBatchOneRecords", "ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv", "FuseConcatShuffleSplit",
-           "KeepIdentityInPlace", "PackConv1x1Weights"]
+           "KeepIdentityInPlace", "PackConv1x1Weights", "PartitionRowsAcrossCores"]

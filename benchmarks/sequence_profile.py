@@ -1,0 +1,104 @@
+"""Kernels inside the running model vs warm on their own, and the model built with and without
+PartitionRowsAcrossCores, timed in interleaved rounds.
+
+Each kernel call of one inference is recorded with the VM's instrument hook (its function and its argument
+tensors, as memory planning placed them), then the whole sequence is replayed call by call: "in sequence" is a
+kernel's time there, with the cache state the kernels before it left; "warm" is its time when called a second
+time right after itself. The difference is what a kernel pays for where its inputs are (another core's cache,
+L3, memory), which per-kernel tuning does not see.
+
+    python benchmarks/sequence_profile.py shufflenet_v2_x1_0 [--batch 1] [--rounds 30] [--top 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def kernel_calls(model: Any, x: np.ndarray) -> list[tuple[str, Any, list[Any]]]:
+    """(kernel name, function, arguments) of every kernel call of one inference of `model` (a DeployedModel)."""
+    calls: list[tuple[str, Any, list[Any]]] = []
+
+    def record(func: Any, name: str, before: bool, _ret: Any, *args: Any) -> int:
+        if before and not name.startswith("vm."):  # not the VM's builtins (allocation, tuple access)
+            calls.append((name, func, list(args)))
+        return 0
+
+    model.run(x)
+    model._vm.set_instrument(record)
+    model.run(x)
+    return calls
+
+
+def replay(calls: list[tuple[str, Any, list[Any]]], rounds: int) -> tuple[list[float], list[float]]:
+    """Median seconds per call: in sequence, and warm (the call repeated at once)."""
+    clock = time.perf_counter
+    in_sequence, warm = defaultdict(list), defaultdict(list)
+    for _ in range(rounds):
+        for i, (_name, func, args) in enumerate(calls):
+            start = clock()
+            func(*args)
+            in_sequence[i].append(clock() - start)
+        for i, (_name, func, args) in enumerate(calls):
+            func(*args)
+            start = clock()
+            func(*args)
+            warm[i].append(clock() - start)
+    return ([float(np.median(in_sequence[i])) for i in range(len(calls))],
+            [float(np.median(warm[i])) for i in range(len(calls))])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--top", type=int, default=10)
+    args = parser.parse_args()
+    from shuffletvm import runtime
+    from shuffletvm.build import BuildConfig, build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for label, rows in (("rows", True), ("channels", False)):
+            paths[label] = Path(tmp) / f"{label}.so"
+            build(BuildConfig(output=paths[label], model=args.model, batch=args.batch, partition_rows=rows))
+        models = {label: runtime.load(path) for label, path in paths.items()}
+        x = np.random.default_rng(0).random(models["rows"].input_shape, dtype=np.float32)
+        np.testing.assert_array_equal(models["rows"].run(x), models["channels"].run(x))
+        end_to_end: dict[str, list[float]] = defaultdict(list)
+        for _ in range(args.rounds):
+            for label, model in models.items():
+                end_to_end[label].append(float(np.median(model.time_run(x, repeat=10))))
+        profiles = {label: replay(kernel_calls(model, x), args.rounds) for label, model in models.items()}
+        names = [name for name, _f, _a in kernel_calls(models["rows"], x)]
+
+    rows_ms, channels_ms = (np.median(end_to_end[k]) * 1e3 for k in ("rows", "channels"))
+    print(f"{args.model}, batch {args.batch}, {args.rounds} interleaved rounds: end to end {rows_ms:.2f} ms with "
+          f"PartitionRowsAcrossCores, {channels_ms:.2f} ms without ({rows_ms / channels_ms:.2f}x); outputs identical.\n")
+    print("| kernel | calls | without: in sequence us | without: warm us | with: in sequence us | with: warm us |")
+    print("|---|---:|---:|---:|---:|---:|")
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    for i, name in enumerate(names):
+        row = totals[name]
+        row[0] += profiles["channels"][0][i] * 1e6
+        row[1] += profiles["channels"][1][i] * 1e6
+        row[2] += profiles["rows"][0][i] * 1e6
+        row[3] += profiles["rows"][1][i] * 1e6
+    calls = {name: names.count(name) for name in names}
+    for name, row in sorted(totals.items(), key=lambda kv: kv[1][1] - kv[1][0])[:args.top]:
+        print(f"| {name} | {calls[name]} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.0f} |")
+    sums = [sum(row[k] for row in totals.values()) / 1e3 for k in range(4)]
+    print(f"| all {len(totals)} kernels | {len(names)} | {sums[0]:.2f} ms | {sums[1]:.2f} ms | {sums[2]:.2f} ms | "
+          f"{sums[3]:.2f} ms |")
+
+
+if __name__ == "__main__":
+    main()

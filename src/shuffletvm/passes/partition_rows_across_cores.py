@@ -1,0 +1,358 @@
+"""PartitionRowsAcrossCores: a dense kernel's parallel loop gives each core a band of output rows, not a block of
+output channels, so the dense conv after it reads activations its own core wrote.
+
+Runs last in the pipeline's `schedule` phase, on CPUs with more than one core (the target's `num-cores`, which
+is also the thread count the built module runs with), on every kernel as scheduled (tuning record, hand-written
+schedule or fallback).
+
+Why, measured on the 2-core Intel VM of `tuning_logs/x86-rocketlake-2c` (`benchmarks/sequence_profile.py`):
+kernels run ~1.5x slower inside the model than warm on their own (V2 1.0x: 6.3-7.0 ms in sequence, 4.1-4.6 ms
+warm), most of it in the dense 1x1 convs of the 28x28 stage (V2 1.0x's gather conv: 90 us warm, 240 us in
+sequence, slower even than with its weights and output flushed from cache). Tuned schedules split their
+parallel loop over output channels; a dense conv reads every input channel, so half its input sits modified in
+the other core's cache and crosses between cores line by line. With one thread the same kernels lose nothing
+in sequence. Split by rows, a 1x1 conv reads only the rows its core wrote.
+
+The rewrite of a parallel loop nest (`partition_rows`):
+
+    for p in parallel(N):                for core in parallel(T):
+      for q in range(M):        ->         for p in range(N):
+        body                                 for q in range(M):
+                                               if band(h(p, q)) == core:
+                                                 body
+
+`h` is the first output row the iteration writes (the row index of the nest's last 4-d/5-d store, every loop
+below the condition at its start), `band(h) = min(h // ceil(H / T), T - 1)`, and the condition sits on the
+shallowest loop of the nest's single-child chain whose variables fix `h`. Every iteration runs once, as
+before (a parallel loop's iterations are independent); only which core runs it changes. The same rows go to
+the same core in every kernel (TVM's pool runs task `i` of a `T`-way loop on thread `i`).
+
+Which kernels, in program order:
+  - dense ones: some reduction reads the activation input's channel axis through reduction variables alone
+    (plain, gather and scatter 1x1 convs, the stem), and the activations are at least `ACTIVATION_TO_WEIGHTS`
+    times the other parameters: split by rows, each core reads every weight;
+  - channel-local ones (depthwise convs, pooling, copies) whose input comes from a kernel split by rows: they
+    follow it, so the dense conv after them finds its rows where it runs. A depthwise conv tuned
+    single-threaded (`partition_serial`) gets a parallel loop over the row bands, outermost, and pads only its
+    band's rows plus the halo;
+  - left alone: grouped convs and the channel-local kernels around them (V1: split by channels, each core reads
+    the groups it computes), the weight-heavy 7x7 stage and classifier, nests whose rows are fixed only below a
+    loop with several children.
+Measured (`benchmarks/sequence_profile.py`, the same build with and without, interleaved, outputs identical):
+V2 1.0x 0.90-0.92x, V2 0.5x 0.91-0.93x end to end (three runs each); V1 g3 0.99-1.01x (2 kernels change).
+
+Counter: `PartitionRowsAcrossCores` (kernels rewritten).
+Numerically exact: each output element is computed by the same loop body, in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import tvm
+from tvm import tirx
+from tvm.s_tir.stmt import SBlock, SBlockRealize
+
+from ..tvm_compat import KERNEL_CALL_OPS
+
+ROW_AXIS = 2  # NCHW and NCHW[x]c: the row axis of activations
+# Split by rows, each core reads every weight (by channels, half). Measured on V2 1.0x: the 28x28 stage's 1x1
+# convs (activations 27x their weights) ran 1.7-1.9x faster in sequence split by rows; the 14x14 stage's (3.4x)
+# lost as much warm as they gained in sequence (their weights no longer fit one core's L1). V2 0.5x's 14x14
+# stage (8x) gained 13-17%.
+ACTIVATION_TO_WEIGHTS = 4
+
+
+@tvm.ir.transform.module_pass(opt_level=0, name="PartitionRowsAcrossCores")
+class PartitionRowsAcrossCores:
+    def __init__(self, cores: int, counters: Counter | None = None) -> None:
+        self.cores = cores
+        self.counters = counters if counters is not None else Counter()
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        if self.cores < 2:
+            return mod
+        updates: dict[Any, tirx.PrimFunc] = {}
+        decided: set[str] = set()
+        calls = _kernel_calls(mod)
+        called = {gvar.name_hint for gvar, _producer in calls}
+        uncalled = [(gvar, None) for gvar, func in mod.functions.items()
+                    if isinstance(func, tirx.PrimFunc) and gvar.name_hint not in called]
+        for gvar, producer in calls + uncalled:
+            if gvar.name_hint in decided:
+                continue
+            decided.add(gvar.name_hint)
+            func = mod[gvar]
+            if _dense(func):
+                rewritten = partition_rows(func, self.cores)
+            elif producer in updates and _row_output(func) and not _reads_every_channel(func):
+                # a channel-local kernel follows the rows of the kernel before it
+                rewritten = partition_rows(func, self.cores, channel_local=True) or partition_serial(func, self.cores)
+            else:
+                rewritten = None
+            if rewritten is not None:
+                updates[gvar] = rewritten
+        if not updates:
+            return mod
+        self.counters[self.__class__.__name__] += len(updates)
+        mod = mod.clone()
+        for gvar, func in updates.items():
+            mod.update_func(gvar, func)
+        return mod
+
+
+def _kernel_calls(mod: tvm.IRModule) -> list[tuple[Any, Any]]:
+    """(kernel, the kernel that produced its first argument or None) for each kernel call, in program order."""
+    from tvm import relax
+
+    calls, producers = [], {}
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                call = binding.value
+                if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op)
+                        and call.op.name in KERNEL_CALL_OPS and isinstance(call.args[0], tvm.ir.GlobalVar)):
+                    continue
+                args = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else [call.args[1]]
+                first = args[0] if args else None
+                producer = producers.get(first) if isinstance(first, relax.Var) else None
+                calls.append((call.args[0], producer))
+                producers[binding.var] = call.args[0]
+    return calls
+
+
+def cores_of(target: Any) -> int:
+    """The cores a CPU target is built for (1 for GPUs and targets without `num-cores`)."""
+    if "cpu" not in target.keys:
+        return 1
+    return int(target.attrs.get("num-cores", 1) or 1)
+
+
+def partition_rows(func: tirx.PrimFunc, cores: int, channel_local: bool = False) -> tirx.PrimFunc | None:
+    """`func` with each parallel nest's iterations assigned to cores by output row band, or None: not taken
+    (a kernel that is not `_dense`, unless `channel_local` says its input rows already sit that way)."""
+    root = func.body
+    if not isinstance(root, SBlockRealize) or not (channel_local or _dense(func)):
+        return None
+    rewritten = [0]
+
+    def replace(stmt: tirx.Stmt) -> tirx.Stmt:
+        if isinstance(stmt, tirx.For) and stmt.kind == tirx.ForKind.PARALLEL:
+            new = _partition_nest(stmt, cores)
+            rewritten[0] += new is not None
+            return new if new is not None else stmt
+        if isinstance(stmt, tirx.For):
+            return _with_body(stmt, replace(stmt.body))
+        if isinstance(stmt, tirx.SeqStmt):
+            return tirx.SeqStmt([replace(s) for s in stmt.seq])
+        return stmt
+
+    block = root.block
+    body = replace(block.body)
+    if not rewritten[0]:
+        return None
+    block = SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body, block.init,
+                   block.alloc_buffers, block.match_buffers, block.annotations)
+    return func.with_body(SBlockRealize(root.iter_values, root.predicate, block))
+
+
+def partition_serial(func: tirx.PrimFunc, cores: int) -> tirx.PrimFunc | None:
+    """A kernel with no parallel loop (ShuffleNet's depthwise convs: tuned single-threaded) made parallel over
+    row bands: the output's row loop split `cores` ways, the outer part moved above the loops around it, and the
+    producers computed at those loops (the padded input plane) moved under it, so each core pads and reads only
+    its band's rows (plus the halo). None where the loops do not allow it."""
+    from tvm import s_tir
+
+    has_parallel = []
+    _walk(func.body, lambda s: has_parallel.append(1) if isinstance(s, tirx.For) and s.kind == tirx.ForKind.PARALLEL else None)
+    if has_parallel or not isinstance(func.body, SBlockRealize):
+        return None
+    found = _row_store(func.body.block.body, func.params[-1])
+    if found is None:
+        return None
+    (realize, row), rows = found
+    if rows < cores:
+        return None
+    sch = s_tir.Schedule(func)
+    try:
+        block = sch.get_sblock(realize.block.name_hint)
+        loops = sch.get_loops(block)
+        used = tirx.analysis.undefined_vars(row)
+        position = next(i for i, loop in enumerate(loops) if _contains(used, sch.get(loop).loop_var))
+        outer = loops[:position]
+        band, _inner = sch.split(loops[position], [cores, None])
+        outer_stmts = [sch.get(loop) for loop in outer]
+        for other in _blocks(sch):
+            if other.same_as(block):
+                continue
+            other_loops = sch.get_loops(other)
+            at_outer = [sch.get(loop) for loop in other_loops[:len(outer)]]
+            beside = len(other_loops) >= len(outer) and all(a.same_as(b) for a, b in zip(at_outer, outer_stmts, strict=True))
+            if beside and not _under(sch, other, band):
+                vectorized = sch.get(other_loops[-1]).kind == tirx.ForKind.VECTORIZED
+                sch.compute_at(other, band, preserve_unit_loops=True)
+                if vectorized:
+                    sch.vectorize(sch.get_loops(other)[-1])
+        if outer:
+            sch.reorder(band, *outer)
+    except (s_tir.ScheduleError, StopIteration):
+        return None
+    # `sch.parallel` refuses a loop over a decomposed reduction (its update block has no init), so the kind is
+    # set here: the bands write disjoint output rows, and every intermediate (the padded plane, the row
+    # accumulator) is now produced and consumed under the band loop, so it is allocated per band.
+    func = sch.mod["main"]
+    root = func.body
+    nest = root.block.body
+    if not (isinstance(nest, tirx.For) and sch.get(band).same_as(nest)):
+        return None
+    nest = tirx.For(nest.loop_var, nest.min, nest.extent, tirx.ForKind.PARALLEL, nest.body, None, nest.annotations)
+    block = root.block
+    block = SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, nest, block.init,
+                   block.alloc_buffers, block.match_buffers, block.annotations)
+    return func.with_body(SBlockRealize(root.iter_values, root.predicate, block))
+
+
+def _blocks(sch: Any) -> list[Any]:
+    names: list[str] = []
+    _walk(sch.mod["main"].body.block.body,
+          lambda s: names.append(s.block.name_hint) if isinstance(s, SBlockRealize) else None)
+    return [sch.get_sblock(name) for name in names]
+
+
+def _under(sch: Any, block: Any, loop: Any) -> bool:
+    target = sch.get(loop)
+    return any(sch.get(l).same_as(target) for l in sch.get_loops(block))
+
+
+def _partition_nest(par: tirx.For, cores: int) -> tirx.For | None:
+    found = _row_store(par)
+    if found is None:
+        return None
+    (_realize, row), rows = found
+    if rows < cores:
+        return None
+    chain = [par]
+    while isinstance(chain[-1].body, tirx.For):
+        chain.append(chain[-1].body)
+    below = _loop_vars(par)
+    for depth in range(len(chain)):
+        fixed = [loop.loop_var for loop in chain[:depth + 1]]
+        first_row = _at_start(row, [v for v in below if not _contains(fixed, v)])
+        if any(_contains(fixed, v) for v in tirx.analysis.undefined_vars(first_row)):
+            break
+    else:
+        return None
+    dtype = str(par.loop_var.ty.dtype)
+    core = tirx.Var("core", dtype)
+    band = tirx.Min(tirx.FloorDiv(first_row, tirx.IntImm(dtype, math.ceil(rows / cores))), tirx.IntImm(dtype, cores - 1))
+    condition = tirx.EQ(band, core)
+
+    def serial(level: int) -> tirx.For:
+        loop = chain[level]
+        body = tirx.IfThenElse(condition, loop.body, None) if level == depth else serial(level + 1)
+        kind = tirx.ForKind.SERIAL if level == 0 else loop.kind
+        return tirx.For(loop.loop_var, loop.min, loop.extent, kind, body, loop.thread_binding, loop.annotations)
+
+    return tirx.For(core, tirx.IntImm(dtype, 0), tirx.IntImm(dtype, cores), tirx.ForKind.PARALLEL, serial(0))
+
+
+def _row_store(nest: tirx.Stmt, buffer: Any = None) -> tuple[tuple[SBlockRealize, Any], int] | None:
+    """((block, row index of its store, in loop variables), the buffer's rows) for the nest's last store to a
+    4-d/5-d buffer (or to `buffer`)."""
+    stores: list[tuple[SBlockRealize, Any]] = []
+
+    def visit(stmt: Any) -> None:
+        if isinstance(stmt, SBlockRealize):
+            stores.extend((stmt, w) for w in stmt.block.writes
+                          if (w.source.same_as(buffer) if buffer is not None else len(w.source.shape) >= 4))
+
+    _walk(nest, visit)
+    if not stores or len(stores[-1][1].source.shape) < 4:
+        return None
+    realize, write = stores[-1]
+    analyzer = tvm.sym.Analyzer()
+    for iter_var, value in zip(realize.block.iter_vars, realize.iter_values, strict=True):
+        analyzer.bind(iter_var.var, value)
+    return (realize, analyzer.simplify(write.region[ROW_AXIS].min)), int(write.source.shape[ROW_AXIS])
+
+
+def _row_output(func: tirx.PrimFunc) -> bool:
+    return len(func.params[-1].shape) >= 4
+
+
+def _dense(func: tirx.PrimFunc) -> bool:
+    """Reads every channel of its activation input (see `_reads_every_channel`), which is at least
+    `ACTIVATION_TO_WEIGHTS` times its other parameters (weights, biases, index maps)."""
+    params = list(func.params)
+    return (len(params) >= 2 and _elements(params[0]) >= ACTIVATION_TO_WEIGHTS * sum(_elements(p) for p in params[1:-1])
+            and _reads_every_channel(func))
+
+
+def _reads_every_channel(func: tirx.PrimFunc) -> bool:
+    """Some reduction reads the first input's channel axis through reduction variables alone: a dense conv (or a
+    dense 1x1 conv reading channels through an index map), not a per-channel or grouped one."""
+    source = func.params[0]
+    dense = []
+
+    def visit(stmt: Any) -> None:
+        if not isinstance(stmt, SBlockRealize):
+            return
+        spatial = [iv.var for iv in stmt.block.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+        reduce = [iv.var for iv in stmt.block.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+        for read in stmt.block.reads:
+            if reduce and read.source.same_as(source) and len(read.region) > 1:
+                used = tirx.analysis.undefined_vars(read.region[1].min)
+                dense.append(any(_contains(reduce, v) for v in used) and not any(_contains(spatial, v) for v in used))
+
+    _walk(func.body, visit)
+    return any(dense)
+
+
+def _at_start(expr: Any, loop_vars: list[Any]) -> Any:
+    analyzer = tvm.sym.Analyzer()
+    for var in loop_vars:
+        analyzer.bind(var, tirx.IntImm(str(var.ty.dtype), 0))
+    return analyzer.simplify(expr)
+
+
+def _loop_vars(stmt: tirx.Stmt) -> list[Any]:
+    found: list[Any] = []
+    _walk(stmt, lambda s: found.append(s.loop_var) if isinstance(s, tirx.For) else None)
+    return found
+
+
+def _contains(variables: list[Any], var: Any) -> bool:
+    return any(var.same_as(v) for v in variables)
+
+
+def _elements(buffer: Any) -> int:
+    return math.prod(int(d) for d in buffer.shape)
+
+
+def _with_body(loop: tirx.For, body: tirx.Stmt) -> tirx.For:
+    return tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, body, loop.thread_binding, loop.annotations)
+
+
+def _walk(stmt: Any, visit: Callable[[Any], None]) -> None:
+    """Pre-order over the statements a scheduled kernel holds (loops, sequences, blocks, conditions)."""
+    visit(stmt)
+    if isinstance(stmt, tirx.SeqStmt):
+        for child in stmt.seq:
+            _walk(child, visit)
+    elif isinstance(stmt, SBlockRealize):
+        _walk(stmt.block, visit)
+    elif isinstance(stmt, SBlock):
+        if stmt.init is not None:
+            _walk(stmt.init, visit)
+        _walk(stmt.body, visit)
+    elif isinstance(stmt, tirx.IfThenElse):
+        _walk(stmt.then_case, visit)
+        if stmt.else_case is not None:
+            _walk(stmt.else_case, visit)
+    elif isinstance(getattr(stmt, "body", None), tirx.Stmt):
+        _walk(stmt.body, visit)
