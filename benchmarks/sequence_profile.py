@@ -77,8 +77,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for label, model in models.items():
                 end_to_end[label].append(float(np.median(model.time_run(x, repeat=10))))
-        profiles = {label: replay(kernel_calls(model, x), args.rounds) for label, model in models.items()}
-        names = [name for name, _f, _a in kernel_calls(models["rows"], x)]
+        calls = {label: kernel_calls(model, x) for label, model in models.items()}
+        profiles = {label: replay(calls[label], args.rounds) for label in models}
+        names = [name for name, _f, _a in calls["rows"]]
 
     rows_ms, channels_ms = (np.median(end_to_end[k]) * 1e3 for k in ("rows", "channels"))
     print(f"{args.model}, batch {args.batch}, {args.rounds} interleaved rounds: end to end {rows_ms:.2f} ms with "
@@ -92,9 +93,8 @@ def main() -> None:
         row[1] += profiles["channels"][1][i] * 1e6
         row[2] += profiles["rows"][0][i] * 1e6
         row[3] += profiles["rows"][1][i] * 1e6
-    calls = {name: names.count(name) for name in names}
     for name, row in sorted(totals.items(), key=lambda kv: kv[1][1] - kv[1][0])[:args.top]:
-        print(f"| {name} | {calls[name]} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.0f} |")
+        print(f"| {name} | {names.count(name)} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.0f} |")
     sums = [sum(row[k] for row in totals.values()) / 1e3 for k in range(4)]
     print(f"| all {len(totals)} kernels | {len(names)} | {sums[0]:.2f} ms | {sums[1]:.2f} ms | {sums[2]:.2f} ms | "
           f"{sums[3]:.2f} ms |")

@@ -152,13 +152,8 @@ def partition_rows(func: tirx.PrimFunc, cores: int, channel_local: bool = False)
             return tirx.SeqStmt([replace(s) for s in stmt.seq])
         return stmt
 
-    block = root.block
-    body = replace(block.body)
-    if not rewritten[0]:
-        return None
-    block = SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body, block.init,
-                   block.alloc_buffers, block.match_buffers, block.annotations)
-    return func.with_body(SBlockRealize(root.iter_values, root.predicate, block))
+    body = replace(root.block.body)
+    return _with_root_body(func, body) if rewritten[0] else None
 
 
 def partition_serial(func: tirx.PrimFunc, cores: int) -> tirx.PrimFunc | None:
@@ -168,9 +163,7 @@ def partition_serial(func: tirx.PrimFunc, cores: int) -> tirx.PrimFunc | None:
     its band's rows (plus the halo). None where the loops do not allow it."""
     from tvm import s_tir
 
-    has_parallel = []
-    _walk(func.body, lambda s: has_parallel.append(1) if isinstance(s, tirx.For) and s.kind == tirx.ForKind.PARALLEL else None)
-    if has_parallel or not isinstance(func.body, SBlockRealize):
+    if not isinstance(func.body, SBlockRealize) or any(l.kind == tirx.ForKind.PARALLEL for l in _loops(func.body)):
         return None
     found = _row_store(func.body.block.body, func.params[-1])
     if found is None:
@@ -206,13 +199,17 @@ def partition_serial(func: tirx.PrimFunc, cores: int) -> tirx.PrimFunc | None:
     # set here: the bands write disjoint output rows, and every intermediate (the padded plane, the row
     # accumulator) is now produced and consumed under the band loop, so it is allocated per band.
     func = sch.mod["main"]
-    root = func.body
-    nest = root.block.body
+    nest = func.body.block.body
     if not (isinstance(nest, tirx.For) and sch.get(band).same_as(nest)):
         return None
     nest = tirx.For(nest.loop_var, nest.min, nest.extent, tirx.ForKind.PARALLEL, nest.body, None, nest.annotations)
-    block = root.block
-    block = SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, nest, block.init,
+    return _with_root_body(func, nest)
+
+
+def _with_root_body(func: tirx.PrimFunc, body: tirx.Stmt) -> tirx.PrimFunc:
+    """`func` with its root block's body replaced."""
+    root, block = func.body, func.body.block
+    block = SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, body, block.init,
                    block.alloc_buffers, block.match_buffers, block.annotations)
     return func.with_body(SBlockRealize(root.iter_values, root.predicate, block))
 
@@ -239,7 +236,7 @@ def _partition_nest(par: tirx.For, cores: int) -> tirx.For | None:
     chain = [par]
     while isinstance(chain[-1].body, tirx.For):
         chain.append(chain[-1].body)
-    below = _loop_vars(par)
+    below = [loop.loop_var for loop in _loops(par)]
     for depth in range(len(chain)):
         fixed = [loop.loop_var for loop in chain[:depth + 1]]
         first_row = _at_start(row, [v for v in below if not _contains(fixed, v)])
@@ -320,9 +317,9 @@ def _at_start(expr: Any, loop_vars: list[Any]) -> Any:
     return analyzer.simplify(expr)
 
 
-def _loop_vars(stmt: tirx.Stmt) -> list[Any]:
-    found: list[Any] = []
-    _walk(stmt, lambda s: found.append(s.loop_var) if isinstance(s, tirx.For) else None)
+def _loops(stmt: tirx.Stmt) -> list[tirx.For]:
+    found: list[tirx.For] = []
+    _walk(stmt, lambda s: found.append(s) if isinstance(s, tirx.For) else None)
     return found
 
 
