@@ -1,5 +1,5 @@
 """Kernels inside the running model vs warm on their own, and the model built with and without
-PartitionRowsAcrossCores, timed in interleaved rounds.
+PartitionRowsAcrossCores (or, `--without images`, without its batch-N rule only), timed in interleaved rounds.
 
 Each kernel call of one inference is recorded with the VM's instrument hook (its function and its argument
 tensors, as memory planning placed them), then the whole sequence is replayed call by call: "in sequence" is a
@@ -8,6 +8,7 @@ time right after itself. The difference is what a kernel pays for where its inpu
 L3, memory), which per-kernel tuning does not see.
 
     python benchmarks/sequence_profile.py shufflenet_v2_x1_0 [--batch 1] [--rounds 30] [--top 10]
+        [--without pass|images]
 """
 
 from __future__ import annotations
@@ -61,15 +62,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--without", choices=["pass", "images"], default="pass",
+                        help="the other build: without the pass, or with the batch-1 rule at every batch")
     args = parser.parse_args()
+    without = {"pass": {"partition_rows": False}, "images": {"partition_images": False}}[args.without]
     from shuffletvm import runtime
     from shuffletvm.build import BuildConfig, build
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
-        for label, rows in (("rows", True), ("channels", False)):
+        for label, options in (("rows", {}), ("channels", without)):
             paths[label] = Path(tmp) / f"{label}.so"
-            build(BuildConfig(output=paths[label], model=args.model, batch=args.batch, partition_rows=rows))
+            build(BuildConfig(output=paths[label], model=args.model, batch=args.batch, **options))
         models = {label: runtime.load(path) for label, path in paths.items()}
         x = np.random.default_rng(0).random(models["rows"].input_shape, dtype=np.float32)
         np.testing.assert_array_equal(models["rows"].run(x), models["channels"].run(x))
@@ -82,8 +86,10 @@ def main() -> None:
         names = [name for name, _f, _a in calls["rows"]]
 
     rows_ms, channels_ms = (np.median(end_to_end[k]) * 1e3 for k in ("rows", "channels"))
+    other = "without" if args.without == "pass" else "with the batch-1 rule at every batch"
     print(f"{args.model}, batch {args.batch}, {args.rounds} interleaved rounds: end to end {rows_ms:.2f} ms with "
-          f"PartitionRowsAcrossCores, {channels_ms:.2f} ms without ({rows_ms / channels_ms:.2f}x); outputs identical.\n")
+          f"PartitionRowsAcrossCores, {channels_ms:.2f} ms {other} ({rows_ms / channels_ms:.2f}x); outputs "
+          "identical.\n")
     print("| kernel | calls | without: in sequence us | without: warm us | with: in sequence us | with: warm us |")
     print("|---|---:|---:|---:|---:|---:|")
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])

@@ -75,6 +75,21 @@ def _packable_convs(model: nn.Module) -> int:
     return sum(found)
 
 
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "shufflenet_v1_g3_x0_5"])
+def test_parity_batch_4_kernels_split_by_images(name):
+    """At batch 4 on a CPU whose cores divide it, PartitionRowsAcrossCores gives each core whole images in every
+    kernel it rewrites (grouped convs, pooling, the classifier too), and the module still computes what PyTorch
+    computes. With the shipped log's batch-1 records replayed, all 25 (V2 0.5x) / 29 (V1 g3 0.5x) kernels are
+    split by images; at least 20 whatever schedules a log holds."""
+    cores = cores_of(resolve_target("x86").tvm_target())
+    if cores < 2 or 4 % cores:
+        pytest.skip(f"{cores} cores do not share 4 images evenly")
+    report = check_parity(ParityConfig(model=name, batch=4, seeds=1))
+    assert report.passed, [r.__dict__ for r in report.rows]
+    counts = report.pass_counts
+    assert counts["PartitionRowsAcrossCores.images"] == counts["PartitionRowsAcrossCores"] >= 20, counts
+
+
 def test_parity_cli_prints_table_and_json(tmp_path):
     proc = cli("parity", "shufflenet_v1_g8_x0_5", "--seeds", "2", "--json", str(tmp_path / "p.json"), "-q")
     assert proc.returncode == 0, proc.stderr

@@ -689,15 +689,15 @@ def test_inspect_bad_dump_dir(tmp_path):
 
 # -------------------------------------------------------------------------------- PartitionRowsAcrossCores
 
-def _dense_1x1(cin: int = 16, cout: int = 8, grouped: bool = False, parallel: bool = True):
+def _dense_1x1(cin: int = 16, cout: int = 8, grouped: bool = False, parallel: bool = True, batch: int = 1):
     """A scheduled 1x1 conv (NCHW, 6x8 plane) whose parallel loop splits output channels, rows inside it:
     what tuned schedules look like. `grouped`: each output channel reads only its own input channel."""
     from tvm import s_tir, te
 
-    x = te.placeholder((1, cin, 6, 8), name="x")
+    x = te.placeholder((batch, cin, 6, 8), name="x")
     w = te.placeholder((cout, cin), name="w")
     rc = te.reduce_axis((0, 1 if grouped else cin), name="rc")
-    y = te.compute((1, cout, 6, 8), lambda n, o, h, v: te.sum(
+    y = te.compute((batch, cout, 6, 8), lambda n, o, h, v: te.sum(
         (x[n, o + rc, h, v] if grouped else x[n, rc, h, v]) * w[o, rc], axis=rc), name="y")
     sch = s_tir.Schedule(te.create_prim_func([x, w, y]))
     n, o, h, v, r = sch.get_loops(sch.get_sblock("y"))
@@ -706,6 +706,13 @@ def _dense_1x1(cin: int = 16, cout: int = 8, grouped: bool = False, parallel: bo
     if parallel:
         sch.parallel(o0)
     return sch.mod["main"]
+
+
+def _run_kernel(func, args: list[np.ndarray], out_shape: tuple[int, ...]) -> np.ndarray:
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=TARGET)
+    tensors = [tvm.runtime.tensor(a) for a in [*args, np.zeros(out_shape, np.float32)]]
+    lib(*tensors)
+    return tensors[-1].numpy()
 
 
 def test_partition_rows_before_expected():
@@ -742,12 +749,7 @@ def test_partition_rows_before_expected():
 
     # the same numbers, bit for bit, on two threads
     args = [RNG.standard_normal((1, 16, 6, 8)).astype(np.float32), RNG.standard_normal((8, 16)).astype(np.float32)]
-    outs = []
-    for func in (before, after["main"]):
-        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=TARGET)
-        tensors = [tvm.runtime.tensor(a) for a in [*args, np.zeros((1, 8, 6, 8), np.float32)]]
-        lib(*tensors)
-        outs.append(tensors[-1].numpy())
+    outs = [_run_kernel(func, args, (1, 8, 6, 8)) for func in (before, after["main"])]
     np.testing.assert_array_equal(outs[1], outs[0])
     np.testing.assert_allclose(outs[0], np.einsum("oc,nchw->nohw", args[1], args[0]), rtol=1e-5, atol=1e-5)
 
@@ -767,6 +769,62 @@ def test_partition_rows_near_misses_unchanged(case):
     after = PartitionRowsAcrossCores(1 if case == "one-core" else 2, counters)(mod)
     tvm.ir.assert_structural_equal(after, mod)
     assert counters["PartitionRowsAcrossCores"] == 0
+
+
+def test_partition_images_before_expected():
+    """At batch 4 on 2 cores every kernel, a grouped conv too (which the batch-1 rule leaves split by channels),
+    gives each core two whole images (0-1, 2-3), the condition on the image loop; the loops and the block are
+    untouched. Same numbers, bit for bit."""
+    from tvm.script import tirx as T
+
+    from shuffletvm.passes import PartitionRowsAcrossCores
+
+    @T.prim_func(s_tir=True)
+    def expected(x: T.Buffer((4, 8, 6, 8), "float32"), w: T.Buffer((8, 8), "float32"),
+                 y: T.Buffer((4, 8, 6, 8), "float32")):
+        T.func_attr({"tirx.noalias": True})
+        for core in T.parallel(2):
+            for o_0, h, o_1, n in T.grid(2, 6, 4, 4):
+                if T.min(n // 2, 1) == core:
+                    for v, rc in T.grid(8, 1):
+                        with T.sblock("y"):
+                            v_n = T.axis.spatial(4, n)
+                            v_o = T.axis.spatial(8, o_0 * 4 + o_1)
+                            v_h, v_v, v_rc = T.axis.remap("SSR", [h, v, rc])
+                            T.reads(x[v_n, v_o + v_rc, v_h, v_v], w[v_o, v_rc])
+                            T.writes(y[v_n, v_o, v_h, v_v])
+                            with T.init():
+                                y[v_n, v_o, v_h, v_v] = T.float32(0.0)
+                            y[v_n, v_o, v_h, v_v] = y[v_n, v_o, v_h, v_v] + x[v_n, v_o + v_rc, v_h, v_v] * w[v_o, v_rc]
+
+    before = _dense_1x1(8, 8, grouped=True, batch=4)
+    counters: Counter = Counter()
+    after = PartitionRowsAcrossCores(2, counters)(tvm.IRModule({"main": before}))
+    tvm.ir.assert_structural_equal(after["main"].without_attr("global_symbol"), expected.without_attr("global_symbol"))
+    assert counters["PartitionRowsAcrossCores"] == 1 and counters["PartitionRowsAcrossCores.images"] == 1
+
+    args = [RNG.standard_normal((4, 8, 6, 8)).astype(np.float32), RNG.standard_normal((8, 8)).astype(np.float32)]
+    outs = [_run_kernel(func, args, (4, 8, 6, 8)) for func in (before, after["main"])]
+    np.testing.assert_array_equal(outs[1], outs[0])
+    np.testing.assert_allclose(outs[0], args[0] * args[1][:, 0][None, :, None, None], rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["odd-batch", "images-off", "one-core"])
+def test_partition_images_near_misses_fall_back_to_rows(case):
+    """Batch 3 on 2 cores (the images would not split evenly), the batch-N rule turned off, one core: the
+    batch-1 rule applies, so a grouped conv is left as it is and a dense one is split by rows."""
+    from shuffletvm.passes import PartitionRowsAcrossCores
+
+    batch, images, cores = {"odd-batch": (3, True, 2), "images-off": (4, False, 2), "one-core": (4, True, 1)}[case]
+    grouped = tvm.IRModule({"main": _dense_1x1(8, 8, grouped=True, batch=batch)})
+    counters: Counter = Counter()
+    tvm.ir.assert_structural_equal(PartitionRowsAcrossCores(cores, counters, images=images)(grouped), grouped)
+    dense = _dense_1x1(16, 8, batch=batch)
+    after = PartitionRowsAcrossCores(cores, counters, images=images)(tvm.IRModule({"main": dense}))
+    assert counters["PartitionRowsAcrossCores.images"] == 0
+    assert counters["PartitionRowsAcrossCores"] == (cores > 1)
+    if cores > 1:
+        assert "T.min(h // 3, 1) == core" in after["main"].script()
 
 
 @pytest.mark.parametrize("plane", [28, 7])

@@ -41,6 +41,7 @@ class BuildConfig:
     stock_pipeline: bool = False  # TVM's own default Relax pipeline, for "untuned TVM" baselines
     hand_schedules: bool = True  # schedules/ for kernels no tuning record covers
     partition_rows: bool = True  # multi-core CPUs: dense kernels split their parallel loops by output rows
+    partition_images: bool = True  # ... and at batch N (a multiple of the cores) every kernel by images
 
 
 @dataclass
@@ -145,7 +146,7 @@ def build(config: BuildConfig) -> BuildResult:
     batch_one = _batch_one(config, graph, target) if database is not None and graph.input_shape[0] > 1 else None
     options = PipelineOptions(dump_dir=config.dump_dir, database=database, batch_one=batch_one,
                               stock=config.stock_pipeline, hand_schedules=config.hand_schedules,
-                              partition_rows=config.partition_rows)
+                              partition_rows=config.partition_rows, partition_images=config.partition_images)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats

@@ -52,6 +52,8 @@ class PipelineOptions:
     hand_schedules: bool = True
     # Multi-core CPUs: dense kernels' parallel loops split by output rows (passes/partition_rows_across_cores.py).
     partition_rows: bool = True
+    # ... and at batch N, a multiple of the cores, every kernel by images (off: the batch-1 rule at every batch).
+    partition_images: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -92,7 +94,8 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
         # Each kernel's schedule: its tuning record if the database has one, else (at batch N) its batch-1
         # kernel's record replayed, else a hand-written schedule (schedules/), else on GPUs dlight's defaults
         # (on CPUs the fallback's parallel loops). Then, on multi-core CPUs, dense kernels split their parallel
-        # loops by output rows, so each core reads the activations it wrote (passes/partition_rows_across_cores.py).
+        # loops by output rows, and at batch N every kernel by images, so each core reads the activations it
+        # wrote (passes/partition_rows_across_cores.py).
         Phase("schedule", tvm.transform.Sequential(_schedule_passes(target, options))),
         # Dataflow blocks -> explicit calls; then memory planning and VM lowering.
         Phase("dataflow-lower", tvm.transform.Sequential(stock["dataflow_lower"])),
@@ -107,7 +110,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     if options.database is not None and options.batch_one:
         passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
-    rows = [PartitionRowsAcrossCores(cores_of(target), options.stats)] if options.partition_rows else []
+    rows = [PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images)
+            ] if options.partition_rows else []
     return passes + hand + tvm_compat.default_schedules(target) + rows
 
 

@@ -1,5 +1,6 @@
 """PartitionRowsAcrossCores: a dense kernel's parallel loop gives each core a band of output rows, not a block of
-output channels, so the dense conv after it reads activations its own core wrote.
+output channels, so the dense conv after it reads activations its own core wrote. At batch N (a multiple of the
+cores) every kernel gives each core the same whole images.
 
 Runs last in the pipeline's `schedule` phase, on CPUs with more than one core (the target's `num-cores`, which
 is also the thread count the built module runs with), on every kernel as scheduled (tuning record, hand-written
@@ -27,7 +28,7 @@ shallowest loop of the nest's single-child chain whose variables fix `h`. Every 
 before (a parallel loop's iterations are independent); only which core runs it changes. The same rows go to
 the same core in every kernel (TVM's pool runs task `i` of a `T`-way loop on thread `i`).
 
-Which kernels, in program order:
+Which kernels, in program order, at batch 1 (`ROWS`):
   - dense ones: some reduction reads the activation input's channel axis through reduction variables alone
     (plain, gather and scatter 1x1 convs, the stem), and the activations are at least `ACTIVATION_TO_WEIGHTS`
     times the other parameters: split by rows, each core reads every weight;
@@ -41,7 +42,18 @@ Which kernels, in program order:
 Measured (`benchmarks/sequence_profile.py`, the same build with and without, interleaved, outputs identical):
 V2 1.0x 0.90-0.92x, V2 0.5x 0.91-0.93x end to end (three runs each); V1 g3 0.99-1.01x (2 kernels change).
 
-Counter: `PartitionRowsAcrossCores` (kernels rewritten).
+At batch N, a multiple of T (`IMAGES`): every kernel whose output holds the N images, of any kind (grouped
+convs, the 7x7 stage, pooling, the classifier too), gives each core the same N/T whole images — the same
+rewrite with the output's image index in place of the row, `band(n) = min(n // (N / T), T - 1)` — so no kernel
+reads an activation another core wrote, and a 3x3 conv's halo never crosses cores either. Weights are read by
+both cores, once per N/T images. Nests whose image index is fixed only below a loop with several children are
+left as they are (V2 1.0x: one depthwise conv's tuned schedule, whose batch loop sits under the row loop that
+pads and convolves). Measured against the batch-1 rule at batch 8, on the 2-core Zen 5 (interleaved, outputs
+identical; `benchmarks/sequence_profile.py MODEL --batch 8 --without images`): V2 0.5x 0.72x, V2 1.0x
+0.83-0.87x, V1 g3 0.95x, V1 g8 0.92-1.00x.
+
+Counter: `PartitionRowsAcrossCores` (kernels rewritten), `PartitionRowsAcrossCores.images` (of them, split by
+images).
 Numerically exact: each output element is computed by the same loop body, in the same order.
 """
 
@@ -50,6 +62,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import tvm
@@ -58,7 +71,19 @@ from tvm.s_tir.stmt import SBlock, SBlockRealize
 
 from ..tvm_compat import KERNEL_CALL_OPS
 
-ROW_AXIS = 2  # NCHW and NCHW[x]c: the row axis of activations
+
+
+@dataclass(frozen=True)
+class Split:
+    """How a kernel's iterations go to cores: by the index of output axis `axis` (buffers of `min_ndim`+ axes)."""
+
+    axis: int
+    min_ndim: int
+
+
+ROWS = Split(axis=2, min_ndim=4)  # NCHW and NCHW[x]c: output rows
+IMAGES = Split(axis=0, min_ndim=2)  # whole images: NCHW, NCHW[x]c and the classifier's [N, classes]
+
 # Split by rows, each core reads every weight (by channels, half). Measured on V2 1.0x: the 28x28 stage's 1x1
 # convs (activations 27x their weights) ran 1.7-1.9x faster in sequence split by rows; the 14x14 stage's (3.4x)
 # lost as much warm as they gained in sequence (their weights no longer fit one core's L1). V2 0.5x's 14x14
@@ -68,15 +93,17 @@ ACTIVATION_TO_WEIGHTS = 4
 
 @tvm.ir.transform.module_pass(opt_level=0, name="PartitionRowsAcrossCores")
 class PartitionRowsAcrossCores:
-    def __init__(self, cores: int, counters: Counter | None = None) -> None:
+    def __init__(self, cores: int, counters: Counter | None = None, images: bool = True) -> None:
         self.cores = cores
         self.counters = counters if counters is not None else Counter()
+        self.images = images  # off: the batch-1 rule (rows of dense kernels) at every batch size
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         if self.cores < 2:
             return mod
         updates: dict[Any, tirx.PrimFunc] = {}
         decided: set[str] = set()
+        by_images: set[str] = set()
         calls = _kernel_calls(mod)
         called = {gvar.name_hint for gvar, _producer in calls}
         uncalled = [(gvar, None) for gvar, func in mod.functions.items()
@@ -86,11 +113,16 @@ class PartitionRowsAcrossCores:
                 continue
             decided.add(gvar.name_hint)
             func = mod[gvar]
-            if _dense(func):
+            if self.images and _batched(func, self.cores):
+                # batch N: every kernel gives each core the same images, so nothing it reads was written elsewhere
+                rewritten = partition_rows(func, self.cores, IMAGES) or partition_serial(func, self.cores, IMAGES)
+                if rewritten is not None:
+                    by_images.add(gvar.name_hint)
+            elif _dense(func):
                 rewritten = partition_rows(func, self.cores)
             elif producer in updates and _row_output(func) and not _reads_every_channel(func):
                 # a channel-local kernel follows the rows of the kernel before it
-                rewritten = partition_rows(func, self.cores, channel_local=True) or partition_serial(func, self.cores)
+                rewritten = partition_rows(func, self.cores) or partition_serial(func, self.cores)
             else:
                 rewritten = None
             if rewritten is not None:
@@ -98,6 +130,7 @@ class PartitionRowsAcrossCores:
         if not updates:
             return mod
         self.counters[self.__class__.__name__] += len(updates)
+        self.counters[f"{self.__class__.__name__}.images"] += len(by_images)
         mod = mod.clone()
         for gvar, func in updates.items():
             mod.update_func(gvar, func)
@@ -133,17 +166,17 @@ def cores_of(target: Any) -> int:
     return int(target.attrs.get("num-cores", 1) or 1)
 
 
-def partition_rows(func: tirx.PrimFunc, cores: int, channel_local: bool = False) -> tirx.PrimFunc | None:
-    """`func` with each parallel nest's iterations assigned to cores by output row band, or None: not taken
-    (a kernel that is not `_dense`, unless `channel_local` says its input rows already sit that way)."""
+def partition_rows(func: tirx.PrimFunc, cores: int, split: Split = ROWS) -> tirx.PrimFunc | None:
+    """`func` with each parallel nest's iterations assigned to cores by band of output rows (or images), or None
+    where no nest allows it."""
     root = func.body
-    if not isinstance(root, SBlockRealize) or not (channel_local or _dense(func)):
+    if not isinstance(root, SBlockRealize):
         return None
     rewritten = [0]
 
     def replace(stmt: tirx.Stmt) -> tirx.Stmt:
         if isinstance(stmt, tirx.For) and stmt.kind == tirx.ForKind.PARALLEL:
-            new = _partition_nest(stmt, cores)
+            new = _partition_nest(stmt, cores, split)
             rewritten[0] += new is not None
             return new if new is not None else stmt
         if isinstance(stmt, tirx.For):
@@ -156,7 +189,7 @@ def partition_rows(func: tirx.PrimFunc, cores: int, channel_local: bool = False)
     return _with_root_body(func, body) if rewritten[0] else None
 
 
-def partition_serial(func: tirx.PrimFunc, cores: int) -> tirx.PrimFunc | None:
+def partition_serial(func: tirx.PrimFunc, cores: int, split: Split = ROWS) -> tirx.PrimFunc | None:
     """A kernel with no parallel loop (ShuffleNet's depthwise convs: tuned single-threaded) made parallel over
     row bands: the output's row loop split `cores` ways, the outer part moved above the loops around it, and the
     producers computed at those loops (the padded input plane) moved under it, so each core pads and reads only
@@ -165,7 +198,7 @@ def partition_serial(func: tirx.PrimFunc, cores: int) -> tirx.PrimFunc | None:
 
     if not isinstance(func.body, SBlockRealize) or any(l.kind == tirx.ForKind.PARALLEL for l in _loops(func.body)):
         return None
-    found = _row_store(func.body.block.body, func.params[-1])
+    found = _row_store(func.body.block.body, split, func.params[-1])
     if found is None:
         return None
     (realize, row), rows = found
@@ -226,8 +259,8 @@ def _under(sch: Any, block: Any, loop: Any) -> bool:
     return any(sch.get(l).same_as(target) for l in sch.get_loops(block))
 
 
-def _partition_nest(par: tirx.For, cores: int) -> tirx.For | None:
-    found = _row_store(par)
+def _partition_nest(par: tirx.For, cores: int, split: Split) -> tirx.For | None:
+    found = _row_store(par, split)
     if found is None:
         return None
     (_realize, row), rows = found
@@ -258,28 +291,35 @@ def _partition_nest(par: tirx.For, cores: int) -> tirx.For | None:
     return tirx.For(core, tirx.IntImm(dtype, 0), tirx.IntImm(dtype, cores), tirx.ForKind.PARALLEL, serial(0))
 
 
-def _row_store(nest: tirx.Stmt, buffer: Any = None) -> tuple[tuple[SBlockRealize, Any], int] | None:
-    """((block, row index of its store, in loop variables), the buffer's rows) for the nest's last store to a
-    4-d/5-d buffer (or to `buffer`)."""
+def _row_store(nest: tirx.Stmt, split: Split = ROWS,
+               buffer: Any = None) -> tuple[tuple[SBlockRealize, Any], int] | None:
+    """((block, index of `split`'s axis in its store, in loop variables), the buffer's extent on that axis) for
+    the nest's last store to a buffer of `split.min_ndim`+ axes (or to `buffer`)."""
     stores: list[tuple[SBlockRealize, Any]] = []
 
     def visit(stmt: Any) -> None:
         if isinstance(stmt, SBlockRealize):
             stores.extend((stmt, w) for w in stmt.block.writes
-                          if (w.source.same_as(buffer) if buffer is not None else len(w.source.shape) >= 4))
+                          if (w.source.same_as(buffer) if buffer is not None else len(w.source.shape) >= split.min_ndim))
 
     _walk(nest, visit)
-    if not stores or len(stores[-1][1].source.shape) < 4:
+    if not stores or len(stores[-1][1].source.shape) < split.min_ndim:
         return None
     realize, write = stores[-1]
     analyzer = tvm.sym.Analyzer()
     for iter_var, value in zip(realize.block.iter_vars, realize.iter_values, strict=True):
         analyzer.bind(iter_var.var, value)
-    return (realize, analyzer.simplify(write.region[ROW_AXIS].min)), int(write.source.shape[ROW_AXIS])
+    return (realize, analyzer.simplify(write.region[split.axis].min)), int(write.source.shape[split.axis])
 
 
 def _row_output(func: tirx.PrimFunc) -> bool:
-    return len(func.params[-1].shape) >= 4
+    return len(func.params[-1].shape) >= ROWS.min_ndim
+
+
+def _batched(func: tirx.PrimFunc, cores: int) -> bool:
+    """The kernel's output holds a batch of images that the cores can share evenly."""
+    found = _row_store(func.body, IMAGES, func.params[-1]) if isinstance(func.body, SBlockRealize) else None
+    return found is not None and found[1] >= cores and found[1] % cores == 0
 
 
 def _dense(func: tirx.PrimFunc) -> bool:
