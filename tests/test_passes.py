@@ -809,6 +809,22 @@ def test_partition_images_before_expected():
     np.testing.assert_allclose(outs[0], args[0] * args[1][:, 0][None, :, None, None], rtol=1e-6)
 
 
+def test_partition_images_leaves_a_reshape_a_view():
+    """The classifier's [N, C, 1, 1] -> [N, C] reshape kernel is left as it is at batch 4: rewritten, the VM
+    lowering would no longer recognise it as a reshape and would run it as a copy kernel instead of a view."""
+    from tvm import te
+
+    from shuffletvm.passes import PartitionRowsAcrossCores
+
+    x = te.placeholder((4, 8, 1, 1), name="x")
+    y = te.compute((4, 8), lambda n, c: x[n, c, 0, 0], name="y")
+    mod = tvm.IRModule({"main": te.create_prim_func([x, y])})
+    assert relax.analysis.has_reshape_pattern(mod["main"])
+    counters: Counter = Counter()
+    tvm.ir.assert_structural_equal(PartitionRowsAcrossCores(2, counters)(mod), mod)
+    assert counters["PartitionRowsAcrossCores"] == 0
+
+
 @pytest.mark.parametrize("case", ["odd-batch", "images-off", "one-core"])
 def test_partition_images_near_misses_fall_back_to_rows(case):
     """Batch 3 on 2 cores (the images would not split evenly), the batch-N rule turned off, one core: the
