@@ -80,7 +80,7 @@ def test_parity_batch_4_kernels_split_by_images(name):
     """At batch 4 on a CPU whose cores divide it, PartitionRowsAcrossCores gives each core whole images in every
     kernel it rewrites (grouped convs, pooling, the classifier too), and the module still computes what PyTorch
     computes. With the shipped log's batch-1 records replayed, 25 (V2 0.5x) and 28 (V1 g3 0.5x) kernels are split
-    by images on the 2-core Zen 5 (all that move data); at least 20 whatever schedules a log holds."""
+    by images on the 2-core Zen 5; at least 20 whatever schedules a log holds."""
     cores = cores_of(resolve_target("x86").tvm_target())
     if cores < 2 or 4 % cores:
         pytest.skip(f"{cores} cores do not share 4 images evenly")
