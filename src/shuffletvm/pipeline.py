@@ -110,8 +110,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     if options.database is not None and options.batch_one:
         passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
-    rows = [PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images)
-            ] if options.partition_rows else []
+    rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images)]
+            if options.partition_rows else [])
     return passes + hand + tvm_compat.default_schedules(target) + rows
 
 

@@ -46,9 +46,10 @@ At batch N, a multiple of T (`IMAGES`): every kernel whose output holds the N im
 convs, the 7x7 stage, pooling, the classifier too), gives each core the same N/T whole images — the same
 rewrite with the output's image index in place of the row, `band(n) = min(n // (N / T), T - 1)` — so no kernel
 reads an activation another core wrote, and a 3x3 conv's halo never crosses cores either. Weights are read by
-both cores, once per N/T images. Nests whose image index is fixed only below a loop with several children are
-left as they are (V2 1.0x: one depthwise conv's tuned schedule, whose batch loop sits under the row loop that
-pads and convolves). Measured against the batch-1 rule at batch 8, on the 2-core Zen 5 (interleaved, outputs
+both cores, once per N/T images. Left as they are: nests whose image index is fixed only below a loop with
+several children (V2 1.0x: one depthwise conv's tuned schedule, whose batch loop sits under the row loop that
+pads and convolves), and pure reshapes (the classifier's [N, C, 1, 1] -> [N, C]: rewritten, the VM lowering
+would run it as a copy kernel instead of a view). Measured against the batch-1 rule at batch 8, on the 2-core Zen 5 (interleaved, outputs
 identical; `benchmarks/sequence_profile.py MODEL --batch 8 --without images`): V2 0.5x 0.72x, V2 1.0x
 0.83-0.87x, V1 g3 0.95x, V1 g8 0.92-1.00x.
 
@@ -70,7 +71,6 @@ from tvm import tirx
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 
 from ..tvm_compat import KERNEL_CALL_OPS
-
 
 
 @dataclass(frozen=True)
