@@ -54,3 +54,10 @@ shuffletvm tune shufflenet_v1_g8_x1_0 --target x86 --time-budget 9
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
     --time-budget 50
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1
+
+# ---- x86-znver5-2c again (session 8, back on the Zen 5 class). V1's grouped expand convs (they read through the
+# folded shuffle) ran 1.4-2.1x the time of the compress convs of the same FLOPs, and the stride-2 unit's one
+# (96 -> 360, g8) 110 us: searched on two threads, then pruned (benchmarks/prune_shipped_log.py). A second run
+# on V1's compress and packed 1x1 convs (`--kernels '^fused_conv2d(3|7)_add|^fused_conv1x1_packed' --time-budget
+# 10`) found records faster in the tuner and slower in kernel_profile.py (V1 g3 1.16x): discarded.
+shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kernels shuffled_group_conv --time-budget 18
