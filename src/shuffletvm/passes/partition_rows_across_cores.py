@@ -50,8 +50,8 @@ both cores, once per N/T images. Left as they are: nests whose image index is fi
 several children (V2 1.0x: one depthwise conv's tuned schedule, whose batch loop sits under the row loop that
 pads and convolves), and pure reshapes (the classifier's [N, C, 1, 1] -> [N, C]: rewritten, the VM lowering
 would run it as a copy kernel instead of a view). Measured against the batch-1 rule at batch 8, on the 2-core Zen 5 (interleaved, outputs
-identical; `benchmarks/sequence_profile.py MODEL --batch 8 --without images`): V2 0.5x 0.72x, V2 1.0x
-0.83-0.87x, V1 g3 0.95x, V1 g8 0.92-1.00x.
+identical; `benchmarks/sequence_profile.py MODEL --batch 8 --without images`): V2 0.5x 0.72-0.94x, V2 1.0x
+0.83-1.01x (four runs), V1 g3 0.95x, V1 g8 0.90-1.00x.
 
 Counter: `PartitionRowsAcrossCores` (kernels rewritten), `PartitionRowsAcrossCores.images` (of them, split by
 images).
