@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tuning runs behind the shipped logs, in the order they ran: tuning_logs/x86-znver5-2c (sessions 1-5, an AMD
-# Zen 5; benchmarks/RESULTS-x86-znver5-2c.md), then tuning_logs/x86-rocketlake-2c (session 6, at the end; an Intel
-# Xeon; benchmarks/RESULTS.md). `--target x86` is the machine it runs on: each section ran on its own machine.
+# Zen 5; benchmarks/RESULTS.md), then tuning_logs/x86-rocketlake-2c (session 6; an Intel Xeon;
+# benchmarks/RESULTS-x86-rocketlake-2c.md), then x86-znver5-2c again (session 8, at the end). `--target x86` is the machine it runs on: each section ran on its own machine.
 # Kernels shared between models are tuned once (a later run skips what an earlier one covered); each run first
 # measures the hand-written schedule of every kernel it has not seen as that kernel's first record.
 # (The first run predates FoldShuffleIntoGroupedConv: the second tunes the shuffled grouped convs it adds.)
