@@ -48,10 +48,12 @@ rewrite with the output's image index in place of the row, `band(n) = min(n // (
 reads an activation another core wrote, and a 3x3 conv's halo never crosses cores either. Weights are read by
 both cores, once per N/T images. Left as they are: nests whose image index is fixed only below a loop with
 several children (V2 1.0x: one depthwise conv's tuned schedule, whose batch loop sits under the row loop that
-pads and convolves), and pure reshapes (the classifier's [N, C, 1, 1] -> [N, C]: rewritten, the VM lowering
-would run it as a copy kernel instead of a view). Measured against the batch-1 rule at batch 8, on the 2-core Zen 5 (interleaved, outputs
+pads and convolves). Measured against the batch-1 rule at batch 8, on the 2-core Zen 5 (interleaved, outputs
 identical; `benchmarks/sequence_profile.py MODEL --batch 8 --without images`): V2 0.5x 0.72-0.94x, V2 1.0x
 0.83-1.01x (four runs), V1 g3 0.95x, V1 g8 0.90-1.00x.
+
+Under either rule a pure reshape kernel (the classifier's [N, C, 1, 1] -> [N, C]) is left as it is: rewritten,
+the VM lowering would no longer see a reshape and would run it as a copy kernel instead of a view.
 
 Counter: `PartitionRowsAcrossCores` (kernels rewritten), `PartitionRowsAcrossCores.images` (of them, split by
 images).
@@ -67,7 +69,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
-from tvm import tirx
+from tvm import relax, tirx
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 
 from ..tvm_compat import KERNEL_CALL_OPS
@@ -103,7 +105,7 @@ class PartitionRowsAcrossCores:
             return mod
         updates: dict[Any, tirx.PrimFunc] = {}
         decided: set[str] = set()
-        by_images: set[str] = set()
+        by_images = 0
         calls = _kernel_calls(mod)
         called = {gvar.name_hint for gvar, _producer in calls}
         uncalled = [(gvar, None) for gvar, func in mod.functions.items()
@@ -113,11 +115,12 @@ class PartitionRowsAcrossCores:
                 continue
             decided.add(gvar.name_hint)
             func = mod[gvar]
-            if self.images and _batched(func, self.cores):
+            if relax.analysis.has_reshape_pattern(func):
+                rewritten = None  # the VM lowering makes it a view; rewritten, it would become a copy kernel
+            elif self.images and _batched(func, self.cores):
                 # batch N: every kernel gives each core the same images, so nothing it reads was written elsewhere
                 rewritten = partition_rows(func, self.cores, IMAGES) or partition_serial(func, self.cores, IMAGES)
-                if rewritten is not None:
-                    by_images.add(gvar.name_hint)
+                by_images += rewritten is not None
             elif _dense(func):
                 rewritten = partition_rows(func, self.cores)
             elif producer in updates and _row_output(func) and not _reads_every_channel(func):
@@ -130,7 +133,7 @@ class PartitionRowsAcrossCores:
         if not updates:
             return mod
         self.counters[self.__class__.__name__] += len(updates)
-        self.counters[f"{self.__class__.__name__}.images"] += len(by_images)
+        self.counters[f"{self.__class__.__name__}.images"] += by_images
         mod = mod.clone()
         for gvar, func in updates.items():
             mod.update_func(gvar, func)
@@ -139,8 +142,6 @@ class PartitionRowsAcrossCores:
 
 def _kernel_calls(mod: tvm.IRModule) -> list[tuple[Any, Any]]:
     """(kernel, the kernel that produced its first argument or None) for each kernel call, in program order."""
-    from tvm import relax
-
     calls, producers = [], {}
     for func in mod.functions.values():
         if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
@@ -191,9 +192,9 @@ def partition_rows(func: tirx.PrimFunc, cores: int, split: Split = ROWS) -> tirx
 
 def partition_serial(func: tirx.PrimFunc, cores: int, split: Split = ROWS) -> tirx.PrimFunc | None:
     """A kernel with no parallel loop (ShuffleNet's depthwise convs: tuned single-threaded) made parallel over
-    row bands: the output's row loop split `cores` ways, the outer part moved above the loops around it, and the
-    producers computed at those loops (the padded input plane) moved under it, so each core pads and reads only
-    its band's rows (plus the halo). None where the loops do not allow it."""
+    row bands (with `IMAGES`, image bands): the output's row loop split `cores` ways, the outer part moved above
+    the loops around it, and the producers computed at those loops (the padded input plane) moved under it, so
+    each core pads and reads only its band's rows (plus the halo). None where the loops do not allow it."""
     from tvm import s_tir
 
     if not isinstance(func.body, SBlockRealize) or any(l.kind == tirx.ForKind.PARALLEL for l in _loops(func.body)):
@@ -299,8 +300,8 @@ def _row_store(nest: tirx.Stmt, split: Split = ROWS,
 
     def visit(stmt: Any) -> None:
         if isinstance(stmt, SBlockRealize):
-            stores.extend((stmt, w) for w in stmt.block.writes
-                          if (w.source.same_as(buffer) if buffer is not None else len(w.source.shape) >= split.min_ndim))
+            stores.extend((stmt, w) for w in stmt.block.writes if (
+                w.source.same_as(buffer) if buffer is not None else len(w.source.shape) >= split.min_ndim))
 
     _walk(nest, visit)
     if not stores or len(stores[-1][1].source.shape) < split.min_ndim:
@@ -317,13 +318,7 @@ def _row_output(func: tirx.PrimFunc) -> bool:
 
 
 def _batched(func: tirx.PrimFunc, cores: int) -> bool:
-    """The kernel's output holds a batch of images that the cores can share evenly, and it moves data: a pure
-    reshape (the classifier's [N, C, 1, 1] -> [N, C]) is left as it is, so the VM lowering still makes it a
-    view instead of a copy kernel."""
-    from tvm import relax
-
-    if relax.analysis.has_reshape_pattern(func):
-        return False
+    """The kernel's output holds a batch of images that the cores can share evenly."""
     found = _row_store(func.body, IMAGES, func.params[-1]) if isinstance(func.body, SBlockRealize) else None
     return found is not None and found[1] >= cores and found[1] % cores == 0
 
