@@ -71,6 +71,7 @@ def main() -> None:
                  "Every depthwise 3x3 and 1x1 conv kernel of V2 1.0x and V1 g3 1.0x (with its fused bias / residual / "
                  f"ReLU), medians of {args.kernel_rounds} rounds of 20 runs, TVM variants interleaved, PyTorch after them "
                  "(`python benchmarks/kernels.py`).", "", *table(kernel_rows), ""]
+    others = sorted(p for p in HERE.glob("RESULTS*.md") if p.resolve() != args.out.resolve())
     lines = [
         "# Tuned TVM vs untuned TVM vs vendor runtimes (x86)",
         "",
@@ -79,11 +80,11 @@ def main() -> None:
         f"Tuning log: `{log.path.relative_to(HERE.parent) if log.path.is_relative_to(HERE.parent) else log.path}`, "
         f"{log.records} records over {log.workloads} kernels.",
         "",
-        f"Reproduce: `python benchmarks/results.py --rounds {args.rounds} --runs {args.runs}` (each row is "
+        f"Reproduce: `python benchmarks/results.py --rounds {args.rounds} --runs {args.runs}"
+        f"{'' if args.out.resolve() == (HERE / 'RESULTS.md').resolve() else f' --out benchmarks/{args.out.name}'}` (each row is "
         "`shuffletvm compare MODEL --batch N`).",
-        *(["", "Earlier machine classes, each with its own log: " + ", ".join(
-            f"[{p.name}]({p.name})" for p in sorted(HERE.glob("RESULTS-*.md"))) + "."]
-          if list(HERE.glob("RESULTS-*.md")) else []),
+        *(["", "Other machine classes, each with its own log: " + ", ".join(
+            f"[{p.name}]({p.name})" for p in others) + "."] if others else []),
         "",
         "TVM rows, all in the same run: **tuned** (tuning log; hand schedules where no record), **hand** "
         "(shuffletvm's passes + hand-written schedules, no tuning), **passes** (shuffletvm's passes, TVM's default "

@@ -61,3 +61,16 @@ shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1
 # on V1's compress and packed 1x1 convs (`--kernels '^fused_conv2d(3|7)_add|^fused_conv1x1_packed' --time-budget
 # 10`) found records faster in the tuner and slower in kernel_profile.py (V1 g3 1.16x): discarded.
 shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kernels shuffled_group_conv --time-budget 18
+
+# ---- x86-rocketlake-2c again (session 9, back on the Intel class). Its log was seeded from x86-znver5-2c in
+# session 6, before session 8 searched V1's expand convs again there: --kindred-all starts those kernels from the
+# Zen 5 log's best records this log does not hold (46 records of 7 kernels, measured here), then searches.
+shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kernels shuffled_group_conv \
+    --kindred-all --time-budget 16
+# V2 1.0x's dense 1x1 convs and its two largest depthwise-adjacent convs, 14 min. kernel_profile.py --against the
+# log before it measured 6 of the 8 kernels' new records slower in the built model (conv1x1_scatter 44.9 vs 26.9
+# us, fused_conv1x1_packed1 263 vs 186): their new records were dropped before pruning, fused_conv2d9 and
+# fused_conv1x1_packed's kept (V2 1.0x warm kernel time 0.99x).
+shuffletvm tune shufflenet_v2_x1_0 --target x86 --kernels 'gather|scatter|packed|^fused_conv2d(3|9)_' \
+    --kindred-all --time-budget 14
+python benchmarks/prune_shipped_log.py

@@ -503,6 +503,43 @@ def test_new_log_starts_from_a_kindred_cpus_best_records(tuned_log, tmp_path):
     assert open_log(X86, tmp_path / "alone").records_now() == 2
 
 
+def test_kindred_all_starts_tuned_kernels_from_what_the_kindred_log_learnt_since(tuned_log, tmp_path):
+    """--kindred-all: a kernel this log has records of also starts from the kindred log's best records, but only
+    from those this log does not hold (the kindred CPU tuned further after this log was seeded from it): those
+    are measured here, the shared ones are not measured again. Without the flag a tuned kernel gets none."""
+    from shuffletvm.tuning.seeds import _trace_text
+    from shuffletvm.tuning.tasks import records_for
+
+    other = resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu()))
+    _stamped_as(tuned_log / X86.log_key, tmp_path, X86)
+    _stamped_as(tuned_log / X86.log_key, tmp_path, other)
+    kernel = "fused_conv2d1_"
+    further = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=6, log_dir=tmp_path, kernels=kernel,
+                              target_options=TargetOptions(mcpu=_same_simd_cpu()), from_kindred=False))
+    assert further.trials >= 2 and further.log.path.name == other.log_key
+    (task,) = further.tasks
+    theirs = {_trace_text(r.trace) for r in records_for(task, open_log(other, tmp_path).database(), 8)}
+    before = [_trace_text(r.trace) for r in records_for(task, open_log(X86, tmp_path).database())]
+    learnt = theirs - set(before)
+    assert learnt and theirs & set(before)
+
+    records = open_log(X86, tmp_path).records_now()
+    plain = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=len(before) + 1, log_dir=tmp_path,
+                            kernels=kernel))
+    assert plain.trials == 1 and plain.log.records_now() == records + 1  # its trial, no kindred record
+    before = [_trace_text(r.trace) for r in records_for(task, plain.log.database())]
+    learnt = theirs - set(before)
+    assert learnt
+    result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=len(before) + 1, log_dir=tmp_path,
+                             kernels=kernel, kindred_all=True))
+    after = [_trace_text(r.trace) for r in records_for(task, result.log.database())]
+    assert learnt <= set(after)
+    assert len(after) == len(before) + len(learnt) + result.trials  # shared records were not measured again
+    assert all(after.count(trace) == before.count(trace) for trace in theirs & set(before))
+    proc = cli("tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "--kindred-all", "--no-kindred", "-q")
+    assert proc.returncode != 0 and "not allowed with argument" in proc.stderr
+
+
 # ---- aarch64 through a real RPC tracker and an emulated device -----------------------------------------------
 
 

@@ -22,8 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernels", metavar="REGEX", help="tune only kernels whose name matches (e.g. conv2d)")
     parser.add_argument("--remeasure", type=int, default=0, metavar="N",
                         help="first measure each kernel's best N records again (logs measured with a cache flush)")
-    parser.add_argument("--no-kindred", action="store_true",
-                        help="do not start kernels new to this target's log from another CPU's log (same ISA)")
+    kindred = parser.add_mutually_exclusive_group()
+    kindred.add_argument("--no-kindred", action="store_true",
+                         help="do not start kernels new to this target's log from another CPU's log (same ISA)")
+    kindred.add_argument("--kindred-all", action="store_true",
+                         help="start every kernel to tune from another CPU's best records this log has not measured "
+                              "(that log was tuned further since this one was seeded from it)")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -32,7 +36,7 @@ def execute(args: argparse.Namespace) -> int:
     result = tune(TuneConfig(
         models=args.models, target=args.target, trials_per_task=args.trials, time_budget_min=args.time_budget,
         rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key, log_dir=args.log_dir, batch=args.batch, kernels=args.kernels,
-        remeasure=args.remeasure, from_kindred=not args.no_kindred,
+        remeasure=args.remeasure, from_kindred=not args.no_kindred, kindred_all=args.kindred_all,
         target_options=target_options(args),
     ))
     emulated = " (emulated device: timings prove the path, not ARM speed)" if args.rpc_tracker and \

@@ -67,6 +67,9 @@ class TuneConfig:
     # Kernels the log has no record of start from a kindred CPU's log under the same root (database.kindred_log):
     # its best KINDRED_RECORDS records of each, measured here.
     from_kindred: bool = True
+    # ... and so do kernels it has records of, with those of the kindred log's best records it has not measured:
+    # a log seeded from another CPU's log picks up what that log's later tuning found.
+    kindred_all: bool = False
 
 
 @dataclass
@@ -191,12 +194,13 @@ def tune(config: TuneConfig) -> TuneResult:
     skipped = len(tasks) - len(todo)
     logger.info("%d distinct kernels, %d covered by %s, %d to tune", len(tasks), skipped, log.path, len(todo))
     again = remeasured([t for t in tasks if t.compute], database, tvm_target, config.remeasure)
-    new = [t for t in todo if t.compute and t.done_trials == 0]
+    new = [t for t in todo if t.compute and (config.kindred_all or t.done_trials == 0)]
     kindred = kindred_log(target, config.log_dir) if config.from_kindred and new else None  # read only if needed
-    borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS) if kindred else []
+    borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS,
+                             database if config.kindred_all else None) if kindred else []
     if borrowed:
-        logger.info("%d kernels new to %s start from %s's records (another CPU)",
-                    len({id(t) for t, _, _ in borrowed}), log.path, kindred.path)
+        logger.info("%d kernels %s start from %d of %s's records (another CPU)", len({id(t) for t, _, _ in borrowed}),
+                    "to tune" if config.kindred_all else f"new to {log.path}", len(borrowed), kindred.path)
     lifted = batch_twin_seeds([t for t in tasks if t.compute], _batch_one_tasks(config, tvm_target),
                               database, tvm_target) if config.batch > 1 else []
     started = time.monotonic()
