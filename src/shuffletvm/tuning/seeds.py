@@ -74,16 +74,13 @@ def remeasured(tasks: list[TuneTask], database: Any, target: Any, k: int) -> lis
     return _replayed(tasks, database, k, "measured again")
 
 
-def kindred_seeds(tasks: list[TuneTask], kindred: Any, k: int,
-                  database: Any | None = None) -> list[tuple[TuneTask, str, Any]]:
+def kindred_seeds(tasks: list[TuneTask], kindred: Any, k: int, database: Any) -> list[tuple[TuneTask, str, Any]]:
     """(task, name, schedule) for the best `k` records of each task in `kindred`, another CPU's database
-    (`database.kindred_log`), replayed on it: a kernel new to this target's log starts from what was learnt for
-    it elsewhere, measured here, rather than from its hand schedule alone. With this target's `database`, a
-    schedule it already holds (measured here before) is left out: a kernel this log has tuned picks up only
-    what the kindred log has learnt since (`TuneConfig.kindred_all`)."""
+    (`database.kindred_log`), replayed on it, less the schedules this target's `database` already holds: a
+    kernel new to this target's log starts from what was learnt for it elsewhere, measured here, rather than
+    from its hand schedule alone; a kernel it has tuned picks up only what the kindred log has learnt since
+    (`TuneConfig.kindred_all`)."""
     seeds = _replayed(tasks, kindred, k, "kindred CPU's record")
-    if database is None:
-        return seeds
     return [(task, name, sch) for task, name, sch in seeds if not _recorded(task, sch, database)]
 
 

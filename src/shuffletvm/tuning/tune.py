@@ -196,8 +196,7 @@ def tune(config: TuneConfig) -> TuneResult:
     again = remeasured([t for t in tasks if t.compute], database, tvm_target, config.remeasure)
     new = [t for t in todo if t.compute and (config.kindred_all or t.done_trials == 0)]
     kindred = kindred_log(target, config.log_dir) if config.from_kindred and new else None  # read only if needed
-    borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS,
-                             database if config.kindred_all else None) if kindred else []
+    borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS, database) if kindred else []
     if borrowed:
         logger.info("%d kernels %s start from %d of %s's records (another CPU)", len({id(t) for t, _, _ in borrowed}),
                     "to tune" if config.kindred_all else f"new to {log.path}", len(borrowed), kindred.path)
