@@ -70,7 +70,8 @@ shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kerne
 # V2 1.0x's dense 1x1 convs and its two largest depthwise-adjacent convs, 14 min. kernel_profile.py --against the
 # log before it measured 6 of the 8 kernels' new records slower in the built model (conv1x1_scatter 44.9 vs 26.9
 # us, fused_conv1x1_packed1 263 vs 186): their new records were dropped before pruning, fused_conv2d9 and
-# fused_conv1x1_packed's kept (V2 1.0x warm kernel time 0.99x).
+# fused_conv1x1_packed's kept (V2 1.0x warm kernel time 0.99x). Why: no --remeasure first, so today's candidates
+# competed with records logged in session 6 on a 2-3x slower day (RESULTS-x86-rocketlake-2c.md); rerun with it.
 shuffletvm tune shufflenet_v2_x1_0 --target x86 --kernels 'gather|scatter|packed|^fused_conv2d(3|9)_' \
     --kindred-all --time-budget 14
 # V2 1.0x at batch 8 (never searched on this class before), its 9 largest kernels, 12 min: the same as above,
