@@ -356,6 +356,19 @@ def test_time_budget_keeps_the_first_round(tmp_path):
     assert result.trials == 32 and len(result.log.database().get_all_tuning_records()) == 34  # + 2 seeds
 
 
+def test_searching_logged_kernels_without_remeasure_warns(tuned_log, tmp_path):
+    """Records keep the time of the run that measured them: searching kernels that have records, without
+    --remeasure, says so; with it, the best records are measured again first and nothing is said."""
+    shutil.copytree(tuned_log, tmp_path, dirs_exist_ok=True)
+    args = ["tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "--kernels", "fused_conv2d1_", "-q"]
+    plain = cli(*args, "--trials", "4")
+    assert plain.returncode == 0, plain.stderr
+    assert "1 kernels to tune have records measured in earlier runs; --remeasure N" in plain.stderr
+    again = cli(*args, "--trials", "5", "--remeasure", "2")
+    assert again.returncode == 0, again.stderr
+    assert "measured in earlier runs" not in again.stderr
+
+
 def test_tuning_starts_from_the_hand_schedule_once(tuned_log):
     """The depthwise kernels' hand schedules are records of their own in the log (so the build can never pick a
     searched candidate slower than them), and seeding again finds them there and measures nothing."""

@@ -194,6 +194,12 @@ def tune(config: TuneConfig) -> TuneResult:
     skipped = len(tasks) - len(todo)
     logger.info("%d distinct kernels, %d covered by %s, %d to tune", len(tasks), skipped, log.path, len(todo))
     again = remeasured([t for t in tasks if t.compute], database, tvm_target, config.remeasure)
+    logged = [t for t in todo if t.compute and t.done_trials > 0]
+    if logged and not config.remeasure:
+        # A record keeps the time it was measured in: on a shared VM whose speed moves 2-3x between days, a new
+        # candidate then competes with an old record's old time (benchmarks/RESULTS-x86-rocketlake-2c.md).
+        logger.warning("%d kernels to tune have records measured in earlier runs; --remeasure N measures their "
+                       "best N again first, so new candidates compete with this run's times", len(logged))
     new = [t for t in todo if t.compute and (config.kindred_all or t.done_trials == 0)]
     kindred = kindred_log(target, config.log_dir) if config.from_kindred and new else None  # read only if needed
     borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS, database) if kindred else []
