@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from shuffletvm.models import create_model
-from shuffletvm.runtime import load
+from shuffletvm.runtime import aligned_array, load
 
 from .conftest import REPO, assert_user_error, cli, image
 
@@ -27,6 +27,21 @@ def test_build_writes_one_self_contained_module(v2_small_module):
     with torch.no_grad():
         ref = create_model("shufflenet_v2_x0_5")(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(module.run(x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_aligned_input_is_read_in_place_and_left_as_it_was(v2_small_module):
+    module = load(v2_small_module)
+    x = aligned_array(image(seed=2))
+    unaligned = np.empty(x.size + 1, np.float32)[1:].reshape(x.shape)  # 4 bytes past numpy's alignment
+    unaligned[...] = x
+    assert x.ctypes.data % 64 == 0 and unaligned.ctypes.data % 64 != 0
+    # read where it lies (the tensor is a view of x's memory), or copied into a tensor of TVM's own
+    assert np.from_dlpack(module._input_tensor(x)).ctypes.data == x.ctypes.data
+    assert np.from_dlpack(module._input_tensor(unaligned)).ctypes.data != unaligned.ctypes.data
+    before = x.copy()
+    np.testing.assert_array_equal(module.run(x), module.run(unaligned))
+    np.testing.assert_array_equal(x, before)
+    assert module.time_run(x, repeat=2) and np.array_equal(x, before)
 
 
 def test_run_cli_writes_logits_and_prints_top_k(v2_small_module, tmp_path):

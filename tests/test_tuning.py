@@ -196,8 +196,9 @@ def test_tuning_at_batch_n_records_the_batch_1_schedules_once(tuned_log, tmp_pat
 
 
 def test_remeasure_records_each_kernels_best_traces_again(tuned_log, tmp_path):
-    """--remeasure N measures each kernel's best N records again with this run's runner and records them: the
-    same traces, new times; nothing else is searched when the log covers the kernels."""
+    """--remeasure N measures each kernel's best N records again with this run's runner: the same traces, their
+    new times replacing the old ones (each schedule recorded once); nothing else is searched when the log covers
+    the kernels."""
     from shuffletvm.tuning.seeds import _trace_text
     from shuffletvm.tuning.tasks import records_for
 
@@ -211,12 +212,14 @@ def test_remeasure_records_each_kernels_best_traces_again(tuned_log, tmp_path):
     before = {t.name: records(t, log.database()) for t in tasks}
     result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path,
                              kernels="fused_conv2d1_|^mean$", remeasure=2))
-    assert result.trials == 0 and result.log.records_now() == log.records + 4
+    assert result.trials == 0 and result.log.records_now() == log.records
     database = result.log.database()
     for task in tasks:
-        added = [r for r in records(task, database) if r not in before[task.name]]
+        after = records(task, database)
+        added = [r for r in after if r not in before[task.name]]
         best_two = {trace for trace, _ in sorted(before[task.name], key=lambda r: r[1])[:2]}
         assert len(added) == 2 and {trace for trace, _ in added} == best_two
+        assert sorted(trace for trace, _ in after) == sorted({trace for trace, _ in before[task.name]})
 
 
 def test_apply_batch_one_records_replays_batch_1_records_on_uncovered_kernels(tuned_log):
@@ -304,6 +307,31 @@ def test_build_applies_log_and_reports_counts(tuned_log, tmp_path):
     off = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "m2.so"), "--log-dir", str(tuned_log),
               "--no-tuning-logs")
     assert f"| kernels | {total}: 0 from" in off.stdout
+
+
+def test_log_rows_ratio_sets_which_dense_kernels_the_build_splits_by_rows(tuned_log, tmp_path):
+    """A log's target.json may say which dense kernels are split by rows (`rows_ratio`, activations to
+    weights): its records were measured so. V2 1.0x's 14x14 1x1 convs (activations 1.7-3.4x their weights) are
+    split at 1.5, not at the default; a value that is not a positive number is one clear error."""
+    from shuffletvm.build import BuildConfig, build
+
+    counts = {}
+    for ratio in (None, 1.5):
+        root = tmp_path / f"logs-{ratio}"
+        shutil.copytree(tuned_log, root)
+        manifest = root / X86.log_key / "target.json"
+        if ratio is not None:
+            manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "rows_ratio": ratio}))
+        assert open_log(X86, root, create=False).rows_ratio == ratio
+        result = build(BuildConfig(output=tmp_path / f"m-{ratio}.so", model="shufflenet_v2_x1_0", log_dir=root))
+        counts[ratio] = result.pass_counts["PartitionRowsAcrossCores"]
+    # the 14x14 gather, scatter and stride-1 1x1 convs, and the three channel-local kernels into that plane that
+    # follow them (the stride-2 and stride-1 depthwise convs, the concat)
+    assert counts[1.5] == counts[None] + 6
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "rows_ratio": -1}))
+    proc = cli("build", "shufflenet_v2_x0_5", "-o", str(tmp_path / "bad.so"), "--log-dir", str(root), "-q")
+    assert_user_error(proc, "rows_ratio must be a positive number")
+    assert not (tmp_path / "bad.so").exists()
 
 
 def test_tuned_build_keeps_parity(tuned_log, monkeypatch):

@@ -130,7 +130,7 @@ def build(config: BuildConfig) -> BuildResult:
     import_s = time.perf_counter() - start
     logger.info("imported %s via %s in %.1f s (input %s)", graph.name, graph.source, import_s, graph.input_shape)
 
-    database, log_path = None, None
+    database, log_path, rows_ratio = None, None, None
     if config.use_tuning_logs:
         from .tuning.database import kindred_log, open_log
 
@@ -141,12 +141,13 @@ def build(config: BuildConfig) -> BuildResult:
                 logger.warning("no tuning log for %s: using %s's, tuned on another CPU (`shuffletvm tune` tunes "
                                "for this one, starting from it)", target.log_key, log.target.log_key)
         if log.records:
-            database, log_path = log.database(), log.path
+            database, log_path, rows_ratio = log.database(), log.path, log.rows_ratio
     start = time.perf_counter()
     batch_one = _batch_one(config, graph, target) if database is not None and graph.input_shape[0] > 1 else None
     options = PipelineOptions(dump_dir=config.dump_dir, database=database, batch_one=batch_one,
                               stock=config.stock_pipeline, hand_schedules=config.hand_schedules,
-                              partition_rows=config.partition_rows, partition_images=config.partition_images)
+                              partition_rows=config.partition_rows, partition_images=config.partition_images,
+                              rows_ratio=rows_ratio)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats

@@ -54,6 +54,9 @@ class PipelineOptions:
     partition_rows: bool = True
     # ... and at batch N, a multiple of the cores, every kernel by images (off: the batch-1 rule at every batch).
     partition_images: bool = True
+    # Dense kernels split by rows where their activations are at least this many times their weights (None: the
+    # pass's default); a tuning log says which its records were measured with (TuningLog.rows_ratio).
+    rows_ratio: float | None = None
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -110,7 +113,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     if options.database is not None and options.batch_one:
         passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
-    rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images)]
+    ratio = {} if options.rows_ratio is None else {"rows_ratio": options.rows_ratio}
+    rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images, **ratio)]
             if options.partition_rows else [])
     return passes + hand + tvm_compat.default_schedules(target) + rows
 

@@ -48,18 +48,40 @@ class DeployedModel:
             )
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        self.check_input(x)
-        out = self._vm["main"](tvm_compat.to_tvm_tensor(np.ascontiguousarray(x), self._device))
+        """The model's output for input `x`. On the CPU, an `x` from `aligned_array` is read where it lies; any
+        other array is first copied into memory TVM allocates (V2 1.0x, 2 cores: ~0.1 ms of a 2.5 ms run)."""
+        out = self._vm["main"](self._input_tensor(x))
         while not hasattr(out, "numpy"):  # the torch.export frontend returns a 1-tuple
             out = out[0]
         return out.numpy()
 
     def time_run(self, x: np.ndarray, repeat: int = 10, number: int = 1) -> list[float]:
         """Seconds per run, `repeat` samples of `number` runs each, with the VM's own timer."""
-        self.check_input(x)
-        self._vm.set_input("main", tvm_compat.to_tvm_tensor(np.ascontiguousarray(x), self._device))
+        self._vm.set_input("main", self._input_tensor(x))
         timer = self._vm.time_evaluator("invoke_stateful", self._device, number=number, repeat=repeat)
         return list(timer("main").results)
+
+    def _input_tensor(self, x: np.ndarray) -> Any:
+        self.check_input(x)
+        if self.metadata.get("device", "cpu") == "cpu" and _aligned(x):
+            return tvm_compat.view_as_tvm_tensor(x)
+        return tvm_compat.to_tvm_tensor(np.ascontiguousarray(x), self._device)
+
+
+def aligned_array(x: np.ndarray) -> np.ndarray:
+    """A copy of `x` in memory a CPU module reads in place (C-contiguous, aligned as TVM aligns its own tensors):
+    what to fill and pass to `DeployedModel.run` when the input is reused, as a deployment's input buffer is."""
+    x = np.asarray(x)
+    alignment = tvm_compat.TENSOR_ALIGNMENT
+    raw = np.empty(x.nbytes + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    out = raw[start:start + x.nbytes].view(x.dtype).reshape(x.shape)
+    out[...] = x
+    return out
+
+
+def _aligned(x: np.ndarray) -> bool:
+    return bool(x.flags.c_contiguous) and x.ctypes.data % tvm_compat.TENSOR_ALIGNMENT == 0
 
 
 def load(path: str | Path) -> DeployedModel:

@@ -161,6 +161,19 @@ def to_tvm_tensor(array: Any, device: Any) -> Any:
     return tvm.runtime.tensor(array, device)
 
 
+# The alignment TVM's allocator gives every tensor, which its kernels may assume of their arguments
+# (tvm-ffi's `kAllocAlignment`; `from_dlpack` refuses less).
+TENSOR_ALIGNMENT = 64
+
+
+def view_as_tvm_tensor(array: Any) -> Any:
+    """A host numpy array as a TVM tensor on the CPU, sharing its memory (no copy): it must be C-contiguous and
+    `TENSOR_ALIGNMENT`-aligned. The tensor keeps the array alive."""
+    import tvm
+
+    return tvm.runtime.from_dlpack(array)
+
+
 def tir_expr_classes() -> dict[str, type]:
     """TIR expression classes: 0.27 moved them into `tvm.ir` (a buffer load is `tvm.ir.expr.TensorLoad`;
     `tirx.BufferLoad` is a constructor function, not a class) and block statements into `tvm.s_tir`."""

@@ -113,9 +113,11 @@ def compare(config: CompareConfig) -> CompareReport:
 
     from ..models.registry import create_model
     from ..parity import compare_outputs
+    from ..runtime import aligned_array
 
     model = create_model(config.model)
-    x = np.random.default_rng(0).standard_normal((config.batch, 3, 224, 224)).astype(np.float32)
+    # in memory TVM's CPU modules read in place, as a deployment's input buffer would be (all runtimes get it)
+    x = aligned_array(np.random.default_rng(0).standard_normal((config.batch, 3, 224, 224)).astype(np.float32))
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
     report = CompareReport(config.model, config.target, config.batch, threads)

@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--kernels", metavar="REGEX", help="tune only kernels whose name matches (e.g. conv2d)")
     parser.add_argument("--remeasure", type=int, default=0, metavar="N",
-                        help="first measure each kernel's best N records again (records from another day or "
-                             "an older runner keep their old times)")
+                        help="first measure each kernel's best N records again; their new times replace the "
+                             "old (a record keeps the time of the day and build that measured it)")
     kindred = parser.add_mutually_exclusive_group()
     kindred.add_argument("--no-kindred", action="store_true",
                          help="do not start kernels new to this target's log from another CPU's log (same ISA)")

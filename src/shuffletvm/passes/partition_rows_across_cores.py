@@ -30,12 +30,15 @@ the same core in every kernel (TVM's pool runs task `i` of a `T`-way loop on thr
 
 Which kernels, in program order, at batch 1 (`ROWS`):
   - dense ones: some reduction reads the activation input's channel axis through reduction variables alone
-    (plain, gather and scatter 1x1 convs, the stem), and the activations are at least `ACTIVATION_TO_WEIGHTS`
-    times the other parameters: split by rows, each core reads every weight;
-  - channel-local ones (depthwise convs, pooling, copies) whose input comes from a kernel split by rows: they
-    follow it, so the dense conv after them finds its rows where it runs. A depthwise conv tuned
-    single-threaded (`partition_serial`) gets a parallel loop over the row bands, outermost, and pads only its
-    band's rows plus the halo;
+    (plain, gather and scatter 1x1 convs, the stem), and the activations are at least `rows_ratio` times the
+    other parameters: split by rows, each core reads every weight. `rows_ratio` is the tuning log's (its
+    target.json, `TuningLog.rows_ratio`: its records were measured with it), else `ACTIVATION_TO_WEIGHTS`;
+  - channel-local ones (depthwise convs, pooling, copies) whose input comes from a kernel split by rows and
+    whose output plane some dense kernel reads split by rows: they follow it, so the dense conv after them
+    finds its rows where it runs. A depthwise conv tuned single-threaded (`partition_serial`) gets a parallel
+    loop over the row bands, outermost, and pads only its band's rows plus the halo. Into a plane no dense
+    kernel splits by rows (V2's 7x7 stage) they keep their schedule: following, V2 1.0x's 7x7 stage ran 0.15 ms
+    slower with its 14x14 stage split by rows (the 7x7 depthwise convs 18 -> 62 us);
   - left alone: grouped convs and the channel-local kernels around them (V1: split by channels, each core reads
     the groups it computes), the weight-heavy 7x7 stage and classifier, nests whose rows are fixed only below a
     loop with several children.
@@ -87,18 +90,22 @@ ROWS = Split(axis=2, min_ndim=4)  # NCHW and NCHW[x]c: output rows
 IMAGES = Split(axis=0, min_ndim=2)  # whole images: NCHW, NCHW[x]c and the classifier's [N, classes]
 
 # Split by rows, each core reads every weight (by channels, half). Measured on V2 1.0x: the 28x28 stage's 1x1
-# convs (activations 27x their weights) ran 1.7-1.9x faster in sequence split by rows; the 14x14 stage's (3.4x)
-# lost as much warm as they gained in sequence (their weights no longer fit one core's L1). V2 0.5x's 14x14
-# stage (8x) gained 13-17%.
+# convs (activations 27x their weights) ran 1.7-1.9x faster in sequence split by rows; the 14x14 stage's (1.7-3.4x)
+# lost as much warm as they gained in sequence with records tuned split by channels. V2 0.5x's 14x14 stage (8x)
+# gained 13-17%. Tuning now measures kernels split as built (tuning/tune.py `as_built`): searched split by rows,
+# the 14x14 stage's convs run 0.16 ms less in sequence on the Intel class, whose log sets `rows_ratio` 1.5
+# (benchmarks/RESULTS-x86-rocketlake-2c.md); logs whose records were tuned split by channels keep this default.
 ACTIVATION_TO_WEIGHTS = 4
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="PartitionRowsAcrossCores")
 class PartitionRowsAcrossCores:
-    def __init__(self, cores: int, counters: Counter | None = None, images: bool = True) -> None:
+    def __init__(self, cores: int, counters: Counter | None = None, images: bool = True,
+                 rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> None:
         self.cores = cores
         self.counters = counters if counters is not None else Counter()
         self.images = images  # off: the batch-1 rule (rows of dense kernels) at every batch size
+        self.rows_ratio = rows_ratio  # a dense kernel's activations to weights at least this: split by rows
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         if self.cores < 2:
@@ -110,21 +117,22 @@ class PartitionRowsAcrossCores:
         called = {gvar.name_hint for gvar, _producer in calls}
         uncalled = [(gvar, None) for gvar, func in mod.functions.items()
                     if isinstance(func, tirx.PrimFunc) and gvar.name_hint not in called]
+        # planes some dense kernel reads split by rows: only there is a channel-local kernel worth splitting so
+        row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls
+                      if split_alone(mod[gvar], self.cores, self.images, self.rows_ratio) is ROWS}
         for gvar, producer in calls + uncalled:
             if gvar.name_hint in decided:
                 continue
             decided.add(gvar.name_hint)
             func = mod[gvar]
-            if relax.analysis.has_reshape_pattern(func):
-                rewritten = None  # the VM lowering makes it a view; rewritten, it would become a copy kernel
-            elif self.images and _batched(func, self.cores):
-                # batch N: every kernel gives each core the same images, so nothing it reads was written elsewhere
-                rewritten = partition_rows(func, self.cores, IMAGES) or partition_serial(func, self.cores, IMAGES)
-                by_images += rewritten is not None
-            elif _dense(func):
-                rewritten = partition_rows(func, self.cores)
-            elif producer in updates and _row_output(func) and not _reads_every_channel(func):
-                # a channel-local kernel follows the rows of the kernel before it
+            split = split_alone(func, self.cores, self.images, self.rows_ratio)
+            if split is not None:
+                rewritten = partition_alone(func, self.cores, self.images, self.rows_ratio)
+                by_images += split is IMAGES and rewritten is not None
+            elif (producer in updates and _row_output(func) and _plane(func.params[-1]) in row_planes
+                  and not _reads_every_channel(func) and not relax.analysis.has_reshape_pattern(func)):
+                # a channel-local kernel follows the rows of the kernel before it, where a dense kernel after
+                # it reads its plane by rows (not into V2's 7x7 stage, whose dense convs keep channels)
                 rewritten = partition_rows(func, self.cores) or partition_serial(func, self.cores)
             else:
                 rewritten = None
@@ -138,6 +146,29 @@ class PartitionRowsAcrossCores:
         for gvar, func in updates.items():
             mod.update_func(gvar, func)
         return mod
+
+
+def split_alone(func: tirx.PrimFunc, cores: int, images: bool = True,
+                rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> Split | None:
+    """How the pass splits `func` where the kernel alone decides it: IMAGES for a batch the cores share (every
+    kernel: nothing it reads was written on another core), ROWS for a dense kernel, else None (a channel-local
+    kernel follows the kernel before it; a reshape stays one, which the VM lowering makes a view, not a copy)."""
+    if cores < 2 or relax.analysis.has_reshape_pattern(func):
+        return None
+    if images and _batched(func, cores):
+        return IMAGES
+    return ROWS if _dense(func, rows_ratio) else None
+
+
+def partition_alone(func: tirx.PrimFunc, cores: int, images: bool = True,
+                    rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> tirx.PrimFunc | None:
+    """`func` as the pass rewrites it where the kernel alone decides how (`split_alone`), or None. Tuning
+    measures its candidates through this (tuning/tune.py), so a record's time is that of the kernel the build
+    runs; the channel-local kernels that follow their producer's rows are measured as scheduled."""
+    split = split_alone(func, cores, images, rows_ratio)
+    if split is IMAGES:
+        return partition_rows(func, cores, IMAGES) or partition_serial(func, cores, IMAGES)
+    return partition_rows(func, cores) if split is ROWS else None
 
 
 def _kernel_calls(mod: tvm.IRModule) -> list[tuple[Any, Any]]:
@@ -323,12 +354,17 @@ def _batched(func: tirx.PrimFunc, cores: int) -> bool:
     return found is not None and found[1] >= cores and found[1] % cores == 0
 
 
-def _dense(func: tirx.PrimFunc) -> bool:
-    """Reads every channel of its activation input (see `_reads_every_channel`), which is at least
-    `ACTIVATION_TO_WEIGHTS` times its other parameters (weights, biases, index maps)."""
+def _dense(func: tirx.PrimFunc, rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> bool:
+    """Reads every channel of its activation input (see `_reads_every_channel`), which is at least `rows_ratio`
+    times its other parameters (weights, biases, index maps)."""
     params = list(func.params)
-    return (len(params) >= 2 and _elements(params[0]) >= ACTIVATION_TO_WEIGHTS * sum(_elements(p) for p in params[1:-1])
+    return (len(params) >= 2 and _elements(params[0]) >= rows_ratio * sum(_elements(p) for p in params[1:-1])
             and _reads_every_channel(func))
+
+
+def _plane(buffer: Any) -> tuple[int, ...] | None:
+    """An NCHW[x]c activation's (rows, columns); None for other shapes."""
+    return tuple(int(d) for d in buffer.shape[2:4]) if len(buffer.shape) >= ROWS.min_ndim else None
 
 
 def _reads_every_channel(func: tirx.PrimFunc) -> bool:

@@ -53,6 +53,9 @@ class TuningLog:
     records: int = 0
     rejected: int = 0
     writable: bool = True
+    # target.json's "rows_ratio": which dense kernels the build splits by rows, and so how their records were
+    # measured (PartitionRowsAcrossCores' `rows_ratio`); None: the pass's default
+    rows_ratio: float | None = None
     _valid: tuple[list[str], list[str]] | None = None  # (workload lines, record lines) for a read-only log
 
     @property
@@ -67,6 +70,20 @@ class TuningLog:
         if not self.record_file.exists():
             return 0
         return sum(1 for line in self.record_file.read_text(errors="replace").splitlines() if line.strip())
+
+    def replace_earlier_times(self, since: int) -> int:
+        """Drop the records before line `since` whose kernel and schedule a record from `since` on has too: the
+        schedules `tune --remeasure` measured again keep only their new times, which replace the old ones rather
+        than compete with them (a time is that of the day and the build it was measured in). Returns how many
+        records were dropped; a database opened before this still holds them (open it again)."""
+        if not self.record_file.exists():
+            return 0
+        lines = [line for line in self.record_file.read_text(errors="replace").splitlines() if line.strip()]
+        again = {_schedule_key(line) for line in lines[since:]} - {None}
+        kept = [line for line in lines[:since] if _schedule_key(line) not in again] + lines[since:]
+        if len(kept) < len(lines):
+            write_text_atomic("".join(line + "\n" for line in kept), self.record_file)
+        return len(lines) - len(kept)
 
     def database(self) -> Any:
         """MetaSchedule's JSON database over this log; for a read-only log, over a private copy of its valid
@@ -86,6 +103,18 @@ class TuningLog:
                 path_workload=str(Path(tmp) / WORKLOADS), path_tuning_record=str(Path(tmp) / RECORDS),
                 allow_missing=False, module_equality="structural",
             )
+
+
+def _schedule_key(line: str) -> str | None:
+    """A record line's kernel (workload index) and schedule: its trace's instructions and decisions before the
+    postprocessors (what `seeds._trace_text` compares), as text; None for a line that does not parse."""
+    try:
+        workload, (trace, *_rest) = json.loads(line)
+        instructions, decisions = trace
+        end = next((i for i, inst in enumerate(instructions) if inst[0] == "EnterPostproc"), len(instructions))
+        return json.dumps([workload, instructions[:end], [d for d in decisions if d[0] < end]])
+    except (json.JSONDecodeError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _manifest(target: ResolvedTarget) -> dict[str, Any]:
@@ -163,19 +192,25 @@ def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = Tr
     manifest_file = path / MANIFEST
     if path.exists() and not path.is_dir():
         raise ShuffleTVMError(f"tuning log path '{path}' is a file, not a folder")
+    rows_ratio = None
     if manifest_file.exists():
         try:
             stamped = json.loads(manifest_file.read_text())
         except json.JSONDecodeError:
             raise ShuffleTVMError(f"'{manifest_file}' is corrupt; remove it if the folder is for {target.log_key}") from None
-        if stamped.get("key") != target.log_key:
+        if not isinstance(stamped, dict) or stamped.get("key") != target.log_key:
             raise ShuffleTVMError(
-                f"'{path}' holds records for target '{stamped.get('key')}', not '{target.log_key}'; "
+                f"'{path}' holds records for target "
+                f"'{stamped.get('key') if isinstance(stamped, dict) else None}', not '{target.log_key}'; "
                 "use another --log-dir"
             )
+        rows_ratio = stamped.get("rows_ratio")
+        if rows_ratio is not None and (isinstance(rows_ratio, bool) or not isinstance(rows_ratio, (int, float))
+                                       or not rows_ratio > 0):
+            raise ShuffleTVMError(f"'{manifest_file}': rows_ratio must be a positive number, not {rows_ratio!r}")
     elif path.exists() and any(path.iterdir()):
         raise ShuffleTVMError(f"'{path}' holds files but no {MANIFEST}: not a shuffletvm tuning log; use another --log-dir")
-    log = TuningLog(path, target, writable=create)
+    log = TuningLog(path, target, writable=create, rows_ratio=rows_ratio)
     if not path.exists():
         if not create:
             return log

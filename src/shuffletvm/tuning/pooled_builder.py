@@ -7,6 +7,9 @@ candidate) pay it every time. This builder keeps its pool and recycles it every 
 bounds the leak; the build and export steps are LocalBuilder's own. Every artifact goes under `artifact_dir`
 (the tuning run's work folder, removed when it ends): LocalBuilder leaves each candidate's .tar and .so in a
 folder of its own under /tmp, and nothing removes them (9 GB here after a few sessions of tuning).
+
+`rewrite`, if given, turns each candidate module into what is built and measured (tuning/tune.py: the
+rewrite PartitionRowsAcrossCores gives the kernel in the build), in this process, before the workers build it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 @derived_object
 class PooledBuilder(PyBuilder):
     def __init__(self, max_workers: int, timeout_sec: float, artifact_dir: str,
-                 f_export: Callable[..., str] | None = None, recycle_every: int = 32) -> None:
+                 f_export: Callable[..., str] | None = None, recycle_every: int = 32,
+                 rewrite: Callable[[Any], Any] | None = None) -> None:
         super().__init__()
+        self.rewrite = rewrite
         self.artifact_dir = artifact_dir
         self.max_workers = max_workers
         self.timeout_sec = timeout_sec
@@ -42,7 +47,9 @@ class PooledBuilder(PyBuilder):
 
     def build(self, build_inputs: list[Any]) -> list[BuilderResult]:
         pool = self._executor()
-        jobs = [(None, self.f_export, b.mod, b.target, _local._serialize_params(b.params)) for b in build_inputs]
+        rewrite = self.rewrite or (lambda mod: mod)
+        jobs = [(None, self.f_export, rewrite(b.mod), b.target, _local._serialize_params(b.params))
+                for b in build_inputs]
         results = []
         artifact_dir = self.artifact_dir
 

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ShuffleTVMError
 from ..targets import ResolvedTarget, TargetOptions, resolve_target
@@ -61,8 +61,9 @@ class TuneConfig:
     rpc_timeout_s: float = RPC_SESSION_TIMEOUT_S  # per batch on the device; a device that stops answering fails it
     num_trials_per_iter: int = 16
     seed: int = 0
-    # Measure each kernel's best N records again (same trace, this run's runner) before searching: ranks a log
-    # made when CPU candidates were measured on one thread after a cache flush (before session 5's runner).
+    # Measure each kernel's best N records again (same trace, this run's runner) before searching, the new times
+    # replacing the old: ranks a log measured on another day, or by an older runner (before session 5: one
+    # thread after a cache flush; before session 10: dense kernels not split across the cores as built).
     remeasure: int = 0
     # Kernels the log has no record of start from a kindred CPU's log under the same root (database.kindred_log):
     # its best KINDRED_RECORDS records of each, measured here.
@@ -82,6 +83,29 @@ class TuneResult:
     estimated_ms: float
     stop_reason: str | None
     skipped: int  # tasks the log already covered
+
+
+def as_built(target: Any, rows_ratio: float | None = None) -> Callable[[Any], Any]:
+    """A candidate (an IRModule holding one scheduled kernel, `main`) as the build for `target` (a
+    tvm.target.Target) runs it: split across its cores by PartitionRowsAcrossCores where the kernel alone
+    decides how (`partition_alone`: dense kernels by rows, batch-N kernels by images). The pass runs after the
+    schedules; without this, a dense kernel's records time its schedule's own split over output channels, a
+    kernel the build never runs, and the best of them need not be the best once split by rows. `rows_ratio`:
+    the log's (TuningLog.rows_ratio), None for the pass's default."""
+    from ..passes.partition_rows_across_cores import cores_of, partition_alone
+
+    cores = cores_of(target)
+    ratio = {} if rows_ratio is None else {"rows_ratio": rows_ratio}
+
+    def rewrite(mod: Any) -> Any:
+        func = partition_alone(mod["main"], cores, **ratio)
+        if func is None:
+            return mod
+        mod = mod.clone()
+        mod.update_func(mod.get_global_var("main"), func)
+        return mod
+
+    return rewrite
 
 
 def export_aarch64(mod: Any) -> str:
@@ -126,7 +150,7 @@ def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | No
 
 
 def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None,
-                    rpc_timeout_s: float, artifact_dir: str) -> tuple[Any, Any]:
+                    rpc_timeout_s: float, artifact_dir: str, rows_ratio: float | None = None) -> tuple[Any, Any]:
     from tvm.s_tir import meta_schedule as ms
     from tvm.support.popen_pool import PopenPoolExecutor
 
@@ -145,11 +169,13 @@ def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key:
         # schedule that runs 71 us in the model over one that runs 36 us. The runner's workers inherit it.
         os.environ["TVM_NUM_THREADS"] = str(target.spec["num-cores"])
     workers = max(1, cpu_builders)
+    rewrite = as_built(target.tvm_target(), rows_ratio)
     if tracker is None:
-        builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, artifact_dir=artifact_dir)
+        builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, artifact_dir=artifact_dir,
+                                rewrite=rewrite)
         return builder, ms.runner.LocalRunner(timeout_sec=RUNNER_TIMEOUT_S, evaluator_config=evaluator)
     builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, artifact_dir=artifact_dir,
-                            f_export=export_aarch64)
+                            f_export=export_aarch64, rewrite=rewrite)
     rpc_config = ms.runner.RPCConfig(tracker_host=tracker.host, tracker_port=tracker.port, tracker_key=key,
                                      session_timeout_sec=rpc_timeout_s)
     runner = ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=1)
@@ -218,10 +244,12 @@ def tune(config: TuneConfig) -> TuneResult:
     if todo or lifted or again or borrowed:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         threads_before = os.environ.get("TVM_NUM_THREADS")
-        builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir)
+        builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir,
+                                          log.rows_ratio)
         try:
-            _measure_starting_points(todo, again, borrowed, lifted, database, builder, runner, tvm_target,
-                                     config.batch)
+            if again:
+                database = _measure_again(again, log, database, builder, runner, tvm_target)
+            _measure_starting_points(todo, borrowed, lifted, database, builder, runner, tvm_target, config.batch)
             _search(todo, per_task, config, progress, builder, runner, database, work_dir)
         finally:
             builder.shutdown()
@@ -240,17 +268,24 @@ def tune(config: TuneConfig) -> TuneResult:
                       progress.estimate_ms(), progress.stop_reason, skipped)
 
 
-def _measure_starting_points(todo: list[TuneTask], again: list[tuple], borrowed: list[tuple], lifted: list[tuple],
-                             database: Any, builder: Any, runner: Any, target: Any, batch: int) -> None:
-    """Records measured before the search (tuning/seeds.py): the best records again (--remeasure), a kindred
-    CPU's best records, the batch-1 schedules at batch N, the hand-written schedules and the stage-buffer convs'
-    plain twins. Seeds are records
+def _measure_again(again: list[tuple], log: TuningLog, database: Any, builder: Any, runner: Any,
+                   target: Any) -> Any:
+    """--remeasure: the best records measured again, their new times replacing the old
+    (`replace_earlier_times`). Returns the database opened again, without the old times."""
+    logger.info("measuring %d records of %d kernels again", len(again), len({id(t) for t, _, _ in again}))
+    before = log.records_now()
+    done = measure_and_commit(again, database, builder, runner, target, rounds=REMEASURE_ROUNDS)
+    logger.info("%d records measured again, replacing %d earlier times of theirs", done,
+                log.replace_earlier_times(before))
+    return log.database()
+
+
+def _measure_starting_points(todo: list[TuneTask], borrowed: list[tuple], lifted: list[tuple], database: Any,
+                             builder: Any, runner: Any, target: Any, batch: int) -> None:
+    """Records measured before the search (tuning/seeds.py): a kindred CPU's best records, the batch-1
+    schedules at batch N, the hand-written schedules and the stage-buffer convs' plain twins. Seeds are records
     on top of the trial budgets: counting them as trials would let MetaSchedule's uniform per-task cap hand
     one kernel's share to another."""
-    if again:
-        logger.info("measuring %d records of %d kernels again", len(again), len({id(t) for t, _, _ in again}))
-        done = measure_and_commit(again, database, builder, runner, target, rounds=REMEASURE_ROUNDS)
-        logger.info("%d records measured again", done)
     if borrowed:
         done = measure_and_commit(borrowed, database, builder, runner, target)
         logger.info("%d records of a kindred CPU's log measured here", done)
