@@ -113,9 +113,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     if options.database is not None and options.batch_one:
         passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
-    ratio = {} if options.rows_ratio is None else {"rows_ratio": options.rows_ratio}
-    rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images, **ratio)]
-            if options.partition_rows else [])
+    rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images,
+                                      rows_ratio=options.rows_ratio)] if options.partition_rows else [])
     return passes + hand + tvm_compat.default_schedules(target) + rows
 
 

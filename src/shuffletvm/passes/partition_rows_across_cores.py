@@ -101,11 +101,11 @@ ACTIVATION_TO_WEIGHTS = 4
 @tvm.ir.transform.module_pass(opt_level=0, name="PartitionRowsAcrossCores")
 class PartitionRowsAcrossCores:
     def __init__(self, cores: int, counters: Counter | None = None, images: bool = True,
-                 rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> None:
+                 rows_ratio: float | None = None) -> None:
         self.cores = cores
         self.counters = counters if counters is not None else Counter()
         self.images = images  # off: the batch-1 rule (rows of dense kernels) at every batch size
-        self.rows_ratio = rows_ratio  # a dense kernel's activations to weights at least this: split by rows
+        self.rows_ratio = rows_ratio  # dense kernels split by rows (see `split_alone`); None: the default
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         if self.cores < 2:
@@ -149,19 +149,20 @@ class PartitionRowsAcrossCores:
 
 
 def split_alone(func: tirx.PrimFunc, cores: int, images: bool = True,
-                rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> Split | None:
+                rows_ratio: float | None = None) -> Split | None:
     """How the pass splits `func` where the kernel alone decides it: IMAGES for a batch the cores share (every
-    kernel: nothing it reads was written on another core), ROWS for a dense kernel, else None (a channel-local
-    kernel follows the kernel before it; a reshape stays one, which the VM lowering makes a view, not a copy)."""
+    kernel: nothing it reads was written on another core), ROWS for a dense kernel (activations at least
+    `rows_ratio` times its weights, default `ACTIVATION_TO_WEIGHTS`), else None (a channel-local kernel follows
+    the kernel before it; a reshape stays one, which the VM lowering makes a view, not a copy)."""
     if cores < 2 or relax.analysis.has_reshape_pattern(func):
         return None
     if images and _batched(func, cores):
         return IMAGES
-    return ROWS if _dense(func, rows_ratio) else None
+    return ROWS if _dense(func, ACTIVATION_TO_WEIGHTS if rows_ratio is None else rows_ratio) else None
 
 
 def partition_alone(func: tirx.PrimFunc, cores: int, images: bool = True,
-                    rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> tirx.PrimFunc | None:
+                    rows_ratio: float | None = None) -> tirx.PrimFunc | None:
     """`func` as the pass rewrites it where the kernel alone decides how (`split_alone`), or None. Tuning
     measures its candidates through this (tuning/tune.py), so a record's time is that of the kernel the build
     runs; the channel-local kernels that follow their producer's rows are measured as scheduled."""
@@ -354,7 +355,7 @@ def _batched(func: tirx.PrimFunc, cores: int) -> bool:
     return found is not None and found[1] >= cores and found[1] % cores == 0
 
 
-def _dense(func: tirx.PrimFunc, rows_ratio: float = ACTIVATION_TO_WEIGHTS) -> bool:
+def _dense(func: tirx.PrimFunc, rows_ratio: float) -> bool:
     """Reads every channel of its activation input (see `_reads_every_channel`), which is at least `rows_ratio`
     times its other parameters (weights, biases, index maps)."""
     params = list(func.params)

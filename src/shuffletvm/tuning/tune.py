@@ -95,10 +95,9 @@ def as_built(target: Any, rows_ratio: float | None = None) -> Callable[[Any], An
     from ..passes.partition_rows_across_cores import cores_of, partition_alone
 
     cores = cores_of(target)
-    ratio = {} if rows_ratio is None else {"rows_ratio": rows_ratio}
 
     def rewrite(mod: Any) -> Any:
-        func = partition_alone(mod["main"], cores, **ratio)
+        func = partition_alone(mod["main"], cores, rows_ratio=rows_ratio)
         if func is None:
             return mod
         mod = mod.clone()
