@@ -117,17 +117,18 @@ class PartitionRowsAcrossCores:
         called = {gvar.name_hint for gvar, _producer in calls}
         uncalled = [(gvar, None) for gvar, func in mod.functions.items()
                     if isinstance(func, tirx.PrimFunc) and gvar.name_hint not in called]
+        splits = {gvar: split_alone(mod[gvar], self.cores, self.images, self.rows_ratio)
+                  for gvar, _producer in calls + uncalled}
         # planes some dense kernel reads split by rows: only there is a channel-local kernel worth splitting so
-        row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls
-                      if split_alone(mod[gvar], self.cores, self.images, self.rows_ratio) is ROWS}
+        row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls if splits[gvar] is ROWS}
         for gvar, producer in calls + uncalled:
             if gvar.name_hint in decided:
                 continue
             decided.add(gvar.name_hint)
             func = mod[gvar]
-            split = split_alone(func, self.cores, self.images, self.rows_ratio)
+            split = splits[gvar]
             if split is not None:
-                rewritten = partition_alone(func, self.cores, self.images, self.rows_ratio)
+                rewritten = _partition(func, self.cores, split)
                 by_images += split is IMAGES and rewritten is not None
             elif (producer in updates and _row_output(func) and _plane(func.params[-1]) in row_planes
                   and not _reads_every_channel(func) and not relax.analysis.has_reshape_pattern(func)):
@@ -166,7 +167,10 @@ def partition_alone(func: tirx.PrimFunc, cores: int, images: bool = True,
     """`func` as the pass rewrites it where the kernel alone decides how (`split_alone`), or None. Tuning
     measures its candidates through this (tuning/tune.py), so a record's time is that of the kernel the build
     runs; the channel-local kernels that follow their producer's rows are measured as scheduled."""
-    split = split_alone(func, cores, images, rows_ratio)
+    return _partition(func, cores, split_alone(func, cores, images, rows_ratio))
+
+
+def _partition(func: tirx.PrimFunc, cores: int, split: Split | None) -> tirx.PrimFunc | None:
     if split is IMAGES:
         return partition_rows(func, cores, IMAGES) or partition_serial(func, cores, IMAGES)
     return partition_rows(func, cores) if split is ROWS else None

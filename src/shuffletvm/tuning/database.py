@@ -198,10 +198,10 @@ def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = Tr
             stamped = json.loads(manifest_file.read_text())
         except json.JSONDecodeError:
             raise ShuffleTVMError(f"'{manifest_file}' is corrupt; remove it if the folder is for {target.log_key}") from None
-        if not isinstance(stamped, dict) or stamped.get("key") != target.log_key:
+        stamped = stamped if isinstance(stamped, dict) else {}
+        if stamped.get("key") != target.log_key:
             raise ShuffleTVMError(
-                f"'{path}' holds records for target "
-                f"'{stamped.get('key') if isinstance(stamped, dict) else None}', not '{target.log_key}'; "
+                f"'{path}' holds records for target '{stamped.get('key')}', not '{target.log_key}'; "
                 "use another --log-dir"
             )
         rows_ratio = stamped.get("rows_ratio")
