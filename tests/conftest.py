@@ -4,6 +4,7 @@ missing emulator is a failure, not a skip."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("shuffletvm ") and ": error: " in lines[0], lines[0]
+    assert re.match(r"shuffletvm( [a-z]+)?: error: ", lines[0]), lines[0]
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
 

@@ -174,6 +174,19 @@ def test_failed_export_keeps_the_previous_module(tmp_path):
     assert out.read_bytes() == b"previous build" and [p.name for p in tmp_path.iterdir()] == ["m.so"]
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [((), "required: COMMAND"), (("bogus",), "invalid choice: 'bogus'"), (("tune",), "required: models"),
+     (("build", "shufflenet_v2_x0_5", "--batch", "x"), "invalid int value: 'x'"),
+     (("tune", "shufflenet_v2_x0_5", "--trials", "1", "--time-budget", "1"), "not allowed with argument --trials")],
+)
+def test_usage_errors_are_one_line(args, message):
+    """argparse's own errors (a missing or unknown argument) read like every other error: one line, exit 2."""
+    proc = cli(*args)
+    assert_user_error(proc, message, "--help`")
+    assert proc.stdout == ""
+
+
 def test_bad_batch(tmp_path):
     assert_user_error(cli("build", "shufflenet_v2_x0_5", "--batch", "0", "-o", str(tmp_path / "m.so"), "-q"), "batch")
 

@@ -10,7 +10,7 @@ import logging
 import sys
 import traceback
 import warnings
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .. import __version__
 from ..errors import ShuffleTVMError
@@ -37,8 +37,16 @@ def _setup_logging(verbosity: int) -> None:
     logging.getLogger("shuffletvm").setLevel(level)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error here (argparse prints the usage block
+    first); `--help` still prints it all."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shuffletvm",
         description="ShuffleNet V1/V2 compiled with TVM (Relax) into self-contained modules.",
         epilog="Run `shuffletvm COMMAND --help` for a command's options.",
@@ -62,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.parse_args(argv)  # prints help or the usage error, and exits
         return 2
     command = importlib.import_module(f"shuffletvm.cli.{argv[0]}")
-    parser = argparse.ArgumentParser(prog=f"shuffletvm {argv[0]}", description=COMMANDS[argv[0]])
+    parser = _Parser(prog=f"shuffletvm {argv[0]}", description=COMMANDS[argv[0]])
     command.add_arguments(parser)
     common_options(parser)
     args = parser.parse_args(argv[1:])
