@@ -1,5 +1,6 @@
 """Kernels inside the running model vs warm on their own, and the model built with and without
-PartitionRowsAcrossCores (or, `--without images`, without its batch-N rule only), timed in interleaved rounds.
+PartitionRowsAcrossCores (or, `--without images`, without its batch-N rule only; `--without concat`, without
+ProduceIntoConcat), timed in interleaved rounds.
 
 Each kernel call of one inference is recorded with the VM's instrument hook (its function and its argument
 tensors, as memory planning placed them), then the whole sequence is replayed call by call: "in sequence" is a
@@ -8,7 +9,7 @@ time right after itself. The difference is what a kernel pays for where its inpu
 L3, memory), which per-kernel tuning does not see.
 
     python benchmarks/sequence_profile.py shufflenet_v2_x1_0 [--batch 1] [--rounds 30] [--top 10]
-        [--without pass|images]
+        [--without pass|images|concat]
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+WITHOUT = {  # --without: the other build's options, and what it is
+    "pass": ({"partition_rows": False}, "without PartitionRowsAcrossCores"),
+    "images": ({"partition_images": False}, "with the batch-1 rule at every batch"),
+    "concat": ({"produce_into_concat": False}, "without ProduceIntoConcat"),
+}
 
 
 def kernel_calls(model: Any, x: np.ndarray) -> list[tuple[str, Any, list[Any]]]:
@@ -62,10 +70,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--top", type=int, default=10)
-    parser.add_argument("--without", choices=["pass", "images"], default="pass",
-                        help="the other build: without the pass, or with the batch-1 rule at every batch")
+    parser.add_argument("--without", choices=list(WITHOUT), default="pass",
+                        help="the other build: without PartitionRowsAcrossCores, with its batch-1 rule at every "
+                             "batch, or without ProduceIntoConcat")
     args = parser.parse_args()
-    without = {"pass": {"partition_rows": False}, "images": {"partition_images": False}}[args.without]
+    without, other = WITHOUT[args.without]
     from shuffletvm import runtime
     from shuffletvm.build import BuildConfig, build
 
@@ -86,10 +95,13 @@ def main() -> None:
         names = [name for name, _f, _a in calls["rows"]]
 
     rows_ms, channels_ms = (np.median(end_to_end[k]) * 1e3 for k in ("rows", "channels"))
-    other = "without" if args.without == "pass" else "with the batch-1 rule at every batch"
-    print(f"{args.model}, batch {args.batch}, {args.rounds} interleaved rounds: end to end {rows_ms:.2f} ms with "
-          f"PartitionRowsAcrossCores, {channels_ms:.2f} ms {other} ({rows_ms / channels_ms:.2f}x); outputs "
-          "identical.\n")
+    print(f"{args.model}, batch {args.batch}, {args.rounds} interleaved rounds: end to end {rows_ms:.2f} ms as "
+          f"built, {channels_ms:.2f} ms {other} ({rows_ms / channels_ms:.2f}x); outputs identical.\n")
+    if names != [name for name, _f, _a in calls["channels"]]:  # other kernels: totals only
+        for label, title in (("rows", "as built"), ("channels", other)):
+            print(f"{title}: {len(calls[label])} kernel calls, {sum(profiles[label][0]) * 1e3:.2f} ms in sequence, "
+                  f"{sum(profiles[label][1]) * 1e3:.2f} ms warm")
+        return
     print("| kernel | calls | without: in sequence us | without: warm us | with: in sequence us | with: warm us |")
     print("|---|---:|---:|---:|---:|---:|")
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])

@@ -927,3 +927,137 @@ def test_partition_rows_depthwise_follows_the_conv_before_it(plane):
         vm = tvm.runtime.vm.VirtualMachine(compile_module(mod, TARGET, PipelineOptions(partition_rows=rows)), tvm.cpu())
         outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+# ---------------------------------------------------------------------------------------------- ProduceIntoConcat
+
+def _concat_of_two(first: str = "multiply", second: str = "relu", axis: int = 1) -> tvm.IRModule:
+    """main(x, y) = concat(first(x), second(y)), legalized: three TensorIR kernels, the concat a copy."""
+    x, y = relax.Var("x", _t(1, 2, 3, 4)), relax.Var("y", _t(1, 3, 3, 4) if axis == 1 else _t(1, 2, 5, 4))
+    ops = {"multiply": lambda v: relax.op.multiply(v, relax.const(2.0)), "relu": relax.op.nn.relu,
+           "conv": lambda v: relax.op.nn.conv2d(v, _const(int(v.ty.shape.values[1]), int(v.ty.shape.values[1]), 1, 1))}
+
+    def body(bb, x, y):
+        a, b = bb.emit(ops[first](x)), bb.emit(ops[second](y))
+        return relax.op.concat([a, b], axis=axis)
+
+    return relax.transform.LegalizeOps()(_module([x, y], body))
+
+
+def _into_concat(mod: tvm.IRModule, target=TARGET) -> tuple[tvm.IRModule, Counter]:
+    from shuffletvm.passes import ProduceIntoConcat
+
+    counters: Counter = Counter()
+    with target:
+        return ProduceIntoConcat(target, counters)(mod), counters
+
+
+def test_produce_into_concat_before_expected():
+    """The first producer allocates the concat's buffer and writes its channels; the second writes the rest in
+    place; no concat kernel is left. Each producer keeps its loops and block, only its store moves."""
+    from tvm.script import ir as I
+    from tvm.script import relax as R
+    from tvm.script import tirx as T
+
+    @I.ir_module
+    class Expected:
+        @T.prim_func(private=True, s_tir=True)
+        def multiply_into_concat(x: T.Buffer((T.int64(1), T.int64(2), T.int64(3), T.int64(4)), "float32"),
+                                 T_multiply_concat: T.Buffer((T.int64(1), T.int64(5), T.int64(3), T.int64(4)), "float32")):
+            T.func_attr({"tirx.noalias": True})
+            for ax0, ax1, ax2, ax3 in T.grid(T.int64(1), T.int64(2), T.int64(3), T.int64(4)):
+                with T.sblock("T_multiply"):
+                    v_ax0, v_ax1, v_ax2, v_ax3 = T.axis.remap("SSSS", [ax0, ax1, ax2, ax3])
+                    T.reads(x[v_ax0, v_ax1, v_ax2, v_ax3])
+                    T.writes(T_multiply_concat[v_ax0, v_ax1, v_ax2, v_ax3])
+                    T_multiply_concat[v_ax0, v_ax1, v_ax2, v_ax3] = x[v_ax0, v_ax1, v_ax2, v_ax3] * T.float32(2.0)
+
+        @T.prim_func(private=True, s_tir=True)
+        def relu_into_concat(y: T.Buffer((T.int64(1), T.int64(3), T.int64(3), T.int64(4)), "float32"),
+                             compute_concat: T.Buffer((T.int64(1), T.int64(5), T.int64(3), T.int64(4)), "float32")):
+            T.func_attr({"tirx.noalias": True})
+            for i0, i1, i2, i3 in T.grid(T.int64(1), T.int64(3), T.int64(3), T.int64(4)):
+                with T.sblock("compute"):
+                    v_i0, v_i1, v_i2, v_i3 = T.axis.remap("SSSS", [i0, i1, i2, i3])
+                    T.reads(y[v_i0, v_i1, v_i2, v_i3])
+                    T.writes(compute_concat[v_i0, v_i1 + T.int64(2), v_i2, v_i3])
+                    compute_concat[v_i0, v_i1 + T.int64(2), v_i2, v_i3] = T.max(y[v_i0, v_i1, v_i2, v_i3],
+                                                                               T.float32(0.0))
+
+        @R.function
+        def main(x: R.Tensor((1, 2, 3, 4), dtype="float32"),
+                 y: R.Tensor((1, 3, 3, 4), dtype="float32")) -> R.Tensor((1, 5, 3, 4), dtype="float32"):
+            cls = Expected
+            with R.dataflow():
+                lv_concat = R.call_tir(cls.multiply_into_concat, (x,), out_ty=R.Tensor((1, 5, 3, 4), dtype="float32"))
+                gv = R.call_tir_inplace(cls.relu_into_concat, (y, lv_concat), out_ty=R.Tensor((1, 5, 3, 4),
+                                        dtype="float32"), inplace_indices=[1])
+                R.output(gv)
+            return gv
+
+    before = _concat_of_two()
+    after, counters = _into_concat(before)
+    tvm.ir.assert_structural_equal(after, Expected)
+    assert counters["ProduceIntoConcat"] == 1 and counters["ProduceIntoConcat.bytes"] == 2 * 4 * 5 * 3 * 4
+    x, y = RNG.standard_normal((1, 2, 3, 4)).astype(np.float32), RNG.standard_normal((1, 3, 3, 4)).astype(np.float32)
+    expected = np.concatenate([x * 2, np.maximum(y, 0)], axis=1)
+    for mod in (before, after):
+        np.testing.assert_array_equal(_run(mod, x, y)[0], expected)
+
+
+@pytest.mark.parametrize("case", ["second-user", "same-tensor-twice", "parameter", "reduction-writes-output",
+                                  "other-axis", "gpu"])
+def test_produce_into_concat_near_misses_unchanged(case):
+    """An input another kernel also reads (it keeps its tensor); the same tensor twice; a function parameter
+    (no kernel to write it); a producer whose output a reduction block writes (a conv without a write-back
+    block: nothing to inline into); a concat along another axis; a GPU target."""
+    x, y = relax.Var("x", _t(1, 2, 3, 4)), relax.Var("y", _t(1, 3, 3, 4))
+    target = TARGET
+    if case == "second-user":
+        def body(bb, x, y):
+            a = bb.emit(relax.op.multiply(x, relax.const(2.0)))
+            c = bb.emit(relax.op.concat([a, bb.emit(relax.op.nn.relu(y))], axis=1))
+            return relax.Tuple([c, a])
+        mod = relax.transform.LegalizeOps()(_module([x, y], body))
+    elif case == "same-tensor-twice":
+        mod = relax.transform.LegalizeOps()(_module([x, y], lambda bb, x, y: relax.op.concat(
+            [bb.emit(relax.op.nn.relu(x))] * 2, axis=1)))
+    elif case == "parameter":
+        mod = relax.transform.LegalizeOps()(_module([x, y], lambda bb, x, y: relax.op.concat(
+            [x, bb.emit(relax.op.nn.relu(y))], axis=1)))
+    elif case == "reduction-writes-output":
+        mod = _concat_of_two("multiply", "conv")
+    elif case == "other-axis":
+        mod = _concat_of_two(axis=2)
+    else:
+        mod = _concat_of_two()
+        target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
+    after, counters = _into_concat(mod, target)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["ProduceIntoConcat"] == 0
+
+
+def test_produce_into_concat_on_the_models_scheduled_kernels():
+    """V1's and V2's stage-start concats, their producers as the pipeline schedules them (hand schedules, row
+    split): every concat kernel gone, each producer writing into its channels, the same outputs bit for bit."""
+    import tvm.runtime.vm
+
+    from shuffletvm.build import load_graph
+    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+
+    for model, concats in (("shufflenet_v1_g3_x0_5", 3), ("shufflenet_v2_x0_5", 2)):
+        graph = load_graph(model)
+        options = PipelineOptions()
+        *_, (_phase, scheduled) = run_phases(graph.mod, TARGET, options, until="schedule")
+        names = [gv.name_hint for gv, f in scheduled.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+        assert options.stats["ProduceIntoConcat"] == concats, (model, options.stats)
+        assert not [n for n in names if n.startswith("concatenate")], names
+        assert len([n for n in names if "_into_concat" in n]) == 2 * concats, names
+        data = RNG.standard_normal(graph.input_shape).astype(np.float32)
+        outs = []
+        for into in (True, False):
+            executable = compile_module(graph.mod, TARGET, PipelineOptions(produce_into_concat=into))
+            result = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
+            outs.append([o.numpy() for o in result] if isinstance(result, tvm.ir.Array) else [result.numpy()])
+        for into, plain in zip(*outs):
+            np.testing.assert_array_equal(into, plain)

@@ -32,6 +32,7 @@ from .passes import (
     KeepIdentityInPlace,
     PackConv1x1Weights,
     PartitionRowsAcrossCores,
+    ProduceIntoConcat,
 )
 from .passes.partition_rows_across_cores import cores_of
 
@@ -57,6 +58,9 @@ class PipelineOptions:
     # Dense kernels split by rows where their activations are at least this many times their weights (None: the
     # pass's default); a tuning log says which its records were measured with (TuningLog.rows_ratio).
     rows_ratio: float | None = None
+    # CPUs: the kernels computing a channel concat's inputs write into its buffer; no concat kernel
+    # (passes/produce_into_concat.py).
+    produce_into_concat: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -98,7 +102,8 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
         # kernel's record replayed, else a hand-written schedule (schedules/), else on GPUs dlight's defaults
         # (on CPUs the fallback's parallel loops). Then, on multi-core CPUs, dense kernels split their parallel
         # loops by output rows, and at batch N every kernel by images, so each core reads the activations it
-        # wrote (passes/partition_rows_across_cores.py).
+        # wrote (passes/partition_rows_across_cores.py). Last, on CPUs, the kernels computing a channel concat's
+        # inputs write them into its buffer, and the concat kernel goes (passes/produce_into_concat.py).
         Phase("schedule", tvm.transform.Sequential(_schedule_passes(target, options))),
         # Dataflow blocks -> explicit calls; then memory planning and VM lowering.
         Phase("dataflow-lower", tvm.transform.Sequential(stock["dataflow_lower"])),
@@ -115,7 +120,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
     rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images,
                                       rows_ratio=options.rows_ratio)] if options.partition_rows else [])
-    return passes + hand + tvm_compat.default_schedules(target) + rows
+    concat = [ProduceIntoConcat(target, options.stats)] if options.produce_into_concat else []
+    return passes + hand + tvm_compat.default_schedules(target) + rows + concat
 
 
 def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:

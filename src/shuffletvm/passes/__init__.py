@@ -8,6 +8,8 @@ from .fuse_concat_shuffle_split import FuseConcatShuffleSplit
 from .keep_identity_in_place import KeepIdentityInPlace
 from .pack_conv1x1_weights import PackConv1x1Weights
 from .partition_rows_across_cores import PartitionRowsAcrossCores
+from .produce_into_concat import ProduceIntoConcat
 
 __all__ = ["ApplyBatchOneRecords", "ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv", "FuseConcatShuffleSplit",
-           "KeepIdentityInPlace", "PackConv1x1Weights", "PartitionRowsAcrossCores"]
+           "KeepIdentityInPlace", "PackConv1x1Weights", "PartitionRowsAcrossCores",
+           "ProduceIntoConcat"]
