@@ -963,7 +963,8 @@ def test_produce_into_concat_before_expected():
     class Expected:
         @T.prim_func(private=True, s_tir=True)
         def multiply_into_concat(x: T.Buffer((T.int64(1), T.int64(2), T.int64(3), T.int64(4)), "float32"),
-                                 T_multiply_concat: T.Buffer((T.int64(1), T.int64(5), T.int64(3), T.int64(4)), "float32")):
+                                 T_multiply_concat: T.Buffer((T.int64(1), T.int64(5), T.int64(3), T.int64(4)),
+                                                             "float32")):
             T.func_attr({"tirx.noalias": True})
             for ax0, ax1, ax2, ax3 in T.grid(T.int64(1), T.int64(2), T.int64(3), T.int64(4)):
                 with T.sblock("T_multiply"):

@@ -40,6 +40,7 @@ Numerically exact: each value is computed by the same kernel and only stored els
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,7 @@ class ProduceIntoConcat:
                 plan[var] = ("concat", concat, rest)
                 name = self.__class__.__name__
                 self.counters[name] += 1
-                self.counters[f"{name}.bytes"] += 2 * 4 * _elements(concat.shape)
+                self.counters[f"{name}.bytes"] += 2 * 4 * math.prod(concat.shape)
         return plan
 
 
@@ -246,7 +247,8 @@ def write_into(func: tirx.PrimFunc, shape: list[int], offset: int) -> tirx.PrimF
     dst = [v + tirx.IntImm(str(v.ty.dtype), offset) if axis == CHANNELS and offset else v for axis, v in enumerate(src)]
 
     def region(buffer: Any, indices: list[Any]) -> Any:
-        return tirx.BufferRegion(buffer, [tvm.ir.Range.from_min_extent(i, tirx.IntImm(str(i.ty.dtype), 1)) for i in indices])
+        one = [tvm.ir.Range.from_min_extent(i, tirx.IntImm(str(i.ty.dtype), 1)) for i in indices]
+        return tirx.BufferRegion(buffer, one)
 
     copy = SBlock(iters, [region(out, src)], [region(full, dst)], "write_into_concat",
                   tirx.BufferStore(full, tirx.BufferLoad(out, src), dst))
@@ -263,13 +265,6 @@ def write_into(func: tirx.PrimFunc, shape: list[int], offset: int) -> tirx.PrimF
     except s_tir.ScheduleError:
         return None
     return sch.mod["main"]
-
-
-def _elements(shape: list[int]) -> int:
-    total = 1
-    for extent in shape:
-        total *= extent
-    return total
 
 
 @relax.expr_functor.mutator
