@@ -276,6 +276,44 @@ def test_cuda_preset_carries_what_metaschedule_needs():
     assert context.generate_design_space()
 
 
+def test_cuda_candidates_are_compiled_by_the_builders(tmp_path):
+    """CUDA tuning compiles each candidate's kernels in the builders (one per core) and the runner's workers
+    serve those fatbins to TVM's load-time compile; left to the load, the one runner worker would run nvcc for
+    every candidate in turn. No GPU needed to check the host side: a hand-scheduled kernel is built through the
+    tuner's builder, and a fresh process set up as the runner's workers are gets that fatbin for its source."""
+    from shuffletvm import cuda_kernels
+    from shuffletvm.tuning.seeds import hand_schedule
+    from shuffletvm.tuning.tune import _builder_runner
+    from tvm.s_tir import meta_schedule as ms
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc is not on PATH (the CUDA toolkit; no GPU needed)")
+    cuda = resolve_target("cuda", TargetOptions(cuda_arch="sm_90"))
+    target = cuda.tvm_target()
+    task = next(t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target)
+                if hand_schedule(t, target) is not None)
+    _name, sch = hand_schedule(task, target)
+    builder, runner = _builder_runner(cuda, None, None, 60, str(tmp_path))
+    try:
+        (result,) = builder.build([ms.builder.BuilderInput(sch.mod, target)])
+    finally:
+        builder.shutdown()
+    assert result.error_msg is None, result.error_msg
+    assert result.artifact_path.endswith(".so")  # linked by the builder too, not at load by the runner
+    source = cuda_kernels.cuda_source(tvm.compile(sch.mod, target=target))
+    fatbins = list((tmp_path / "cuda").glob("*.fatbin"))
+    assert [f.name for f in fatbins] == [f"{cuda_kernels.source_sha(source)}.fatbin"]
+    (tmp_path / "kernel.cu").write_text(source)
+    serve = ("import sys; from pathlib import Path; import tvm_ffi; from shuffletvm import cuda_kernels; "
+             "cuda_kernels.serve_compiled_in(sys.argv[1]); "
+             "compile = tvm_ffi.get_global_func('tvm_callback_cuda_compile'); "
+             "sys.stdout.buffer.write(bytes(compile(Path(sys.argv[2]).read_text())))")
+    served = subprocess.run([sys.executable, "-c", serve, str(tmp_path / "cuda"), str(tmp_path / "kernel.cu")],
+                            capture_output=True, timeout=300)
+    assert served.returncode == 0, served.stderr.decode()[-2000:]
+    assert served.stdout == fatbins[0].read_bytes() and served.stdout[:4] == bytes.fromhex("50ed55ba")  # fatbin
+
+
 def test_log_is_per_target_and_stamped(tmp_path):
     log = open_log(X86, tmp_path)
     stamp = json.loads((log.path / "target.json").read_text())
@@ -375,13 +413,19 @@ def test_prune_keeps_the_best_records_of_live_kernels(tuned_log, tmp_path):
         prune_log(pruned, 0)
 
 
-def test_time_budget_keeps_the_first_round(tmp_path):
-    """A budget that ends during MetaSchedule's first round (every kernel's first batch is started before any
-    is joined) still commits every batch already measured: both kernels get their 16 trials, not just one."""
+def test_time_budget_ends_the_warm_up_and_keeps_its_batches(tmp_path):
+    """A budget that ends during MetaSchedule's warm-up (every kernel's first batch is started before any is
+    joined) stops it before the next batch is built, and the batch already sent is joined and committed: the
+    run's first batch (16 trials of the heavier kernel) is searched and kept, the second kernel gets none."""
     result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], time_budget_min=0.02, log_dir=tmp_path,
                              kernels="fused_conv2d1_|fused_conv2d4_", num_trials_per_iter=16))
+    from shuffletvm.tuning.tasks import records_for
+
     assert result.stop_reason == "time budget reached"
-    assert result.trials == 32 and len(result.log.database().get_all_tuning_records()) == 34  # + 2 seeds
+    assert result.trials == 16 and len(result.log.database().get_all_tuning_records()) == 18  # + 2 seeds
+    database = result.log.database()
+    assert len(records_for(result.tasks[0], database)) == 17 - result.failed  # its seed and its batch
+    assert len(records_for(result.tasks[1], database)) == 1  # its seed only
 
 
 def test_searching_logged_kernels_without_remeasure_warns(tuned_log, tmp_path):

@@ -12,6 +12,7 @@ compile is the one the fatbin was made from (SHA-256). No GPU is needed to build
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import struct
 import subprocess
@@ -28,8 +29,8 @@ NVCC_FLAGS = ["-O3", "--expt-relaxed-constexpr", "-U__CUDA_NO_HALF_OPERATORS__",
 
 
 def cuda_source(executable: Any) -> str | None:
-    """The CUDA C source of a built executable's kernels, or None for a CPU build."""
-    pending = [executable.mod]
+    """The CUDA C source of a built executable's (or runtime module's) kernels, or None for a CPU build."""
+    pending = [getattr(executable, "mod", executable)]
     while pending:
         module = pending.pop()
         if module.kind == "cuda":
@@ -58,7 +59,7 @@ def compile_fatbin(source: str, arch: str) -> bytes:
 
 def embed(library: Path, source: str, fatbin: bytes) -> None:
     """Add the fatbin as a non-loaded ELF section of `library` (in place)."""
-    blob = _HEADER.pack(_MAGIC, hashlib.sha256(source.encode()).hexdigest().encode(), len(fatbin)) + fatbin
+    blob = _HEADER.pack(_MAGIC, source_sha(source).encode(), len(fatbin)) + fatbin
     objcopy = shutil.which("objcopy")
     if objcopy is None:
         raise ShuffleTVMError("building for cuda needs objcopy (binutils) to embed the compiled kernels")
@@ -92,16 +93,39 @@ def read_embedded(library: Path) -> tuple[str, bytes] | None:
 
 _CALLBACK = "tvm_callback_cuda_compile"
 _SERVED: dict[str, bytes] = {}  # sha256 of CUDA source -> fatbin, for every library loaded in this process
+_FOLDERS: list[Path] = []  # folders of `<sha256>.fatbin` files (serve_compiled_in)
 _BUILD_TIME_CALLBACK: list[Any] = []  # TVM's own compile callback, when its compiler is loaded in this process
+_ANSWERING: list[bool] = []  # non-empty once _compile_callback holds the callback's name
+
+
+def source_sha(code: str) -> str:
+    return hashlib.sha256(str(code).encode()).hexdigest()
 
 
 def _compile_callback(code: str) -> bytes:
-    sha = hashlib.sha256(str(code).encode()).hexdigest()
+    sha = source_sha(code)
     if sha in _SERVED:
         return _SERVED[sha]
+    for folder in _FOLDERS:
+        if (folder / f"{sha}.fatbin").is_file():
+            return (folder / f"{sha}.fatbin").read_bytes()
     if _BUILD_TIME_CALLBACK:  # a build in this process (TVM's codegen compiles through the same callback)
         return _BUILD_TIME_CALLBACK[0](code)
     raise RuntimeError("this module's CUDA kernels were not compiled at build time; rebuild it with shuffletvm")
+
+
+def _answer_compile_callback() -> None:
+    """Put _compile_callback under TVM's callback name (once per process); what held the name before (TVM's
+    compiler, when loaded) answers whatever source it does not serve."""
+    import tvm_ffi
+
+    if _ANSWERING:
+        return
+    previous = tvm_ffi.get_global_func(_CALLBACK, allow_missing=True)
+    if previous is not None:
+        _BUILD_TIME_CALLBACK.append(previous)
+    tvm_ffi.register_global_func(_CALLBACK, _compile_callback, override=True)
+    _ANSWERING.append(True)
 
 
 def enable_build_time_compile() -> None:
@@ -114,11 +138,11 @@ def enable_build_time_compile() -> None:
 
     if "tvm.support.nvcc" in sys.modules:
         return
-    if _SERVED:
+    if _ANSWERING:
         tvm_ffi.remove_global_func(_CALLBACK)
     import tvm.support.nvcc  # noqa: F401 - registers tvm_callback_cuda_compile
 
-    if _SERVED:
+    if _ANSWERING:
         _BUILD_TIME_CALLBACK.append(tvm_ffi.get_global_func(_CALLBACK))
         tvm_ffi.register_global_func(_CALLBACK, _compile_callback, override=True)
 
@@ -128,16 +152,32 @@ def serve_embedded_kernels(library: Path) -> bool:
     SHA-256 of their source, so several modules can be loaded in one process). Returns whether `library` had
     any. Source without matching kernels is refused, never compiled behind the user's back; where TVM's compiler
     is loaded too, its own callback stays in charge of other source, so later builds in this process work."""
-    import tvm_ffi
-
     embedded = read_embedded(library)
     if embedded is None:
         return False
-    if not _SERVED:
-        previous = tvm_ffi.get_global_func(_CALLBACK, allow_missing=True)
-        if previous is not None:
-            _BUILD_TIME_CALLBACK.append(previous)
-        tvm_ffi.register_global_func(_CALLBACK, _compile_callback, override=True)
+    _answer_compile_callback()
     sha, fatbin = embedded
     _SERVED[sha] = fatbin
     return True
+
+
+def compile_into(folder: Path, source: str, arch: str) -> Path:
+    """nvcc -> `folder/<sha256 of source>.fatbin` (written whole, then renamed: a reader never sees part)."""
+    path = folder / f"{source_sha(source)}.fatbin"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(compile_fatbin(source, arch))
+        os.replace(partial, path)
+    return path
+
+
+def serve_compiled_in(folder: str | Path) -> None:
+    """Make TVM's load-time CUDA compile callback in this process answer with the fatbins `compile_into` wrote
+    in `folder`, keyed by source; other source goes to TVM's own callback (tuning: its runner's workers import
+    TVM's compiler). MetaSchedule's CUDA candidates are compiled by the builders, one per core, instead of one
+    after another when the runner loads them."""
+    enable_build_time_compile()  # TVM's callback registered first, kept as the fallback
+    _answer_compile_callback()
+    if Path(folder) not in _FOLDERS:
+        _FOLDERS.append(Path(folder))

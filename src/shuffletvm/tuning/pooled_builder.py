@@ -10,6 +10,8 @@ folder of its own under /tmp, and nothing removes them (9 GB here after a few se
 
 `rewrite`, if given, turns each candidate module into what is built and measured (tuning/tune.py: the
 rewrite PartitionRowsAcrossCores gives the kernel in the build), in this process, before the workers build it.
+`before_build`, if given, is called with the batch's size before each batch (TuneProgress.before_build: the
+search's time budget and Ctrl-C are checked there); an exception it raises ends the tuning run.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 class PooledBuilder(PyBuilder):
     def __init__(self, max_workers: int, timeout_sec: float, artifact_dir: str,
                  f_export: Callable[..., str] | None = None, recycle_every: int = 32,
-                 rewrite: Callable[[Any], Any] | None = None) -> None:
+                 rewrite: Callable[[Any], Any] | None = None,
+                 before_build: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.rewrite = rewrite
+        self.before_build = before_build
         self.artifact_dir = artifact_dir
         self.max_workers = max_workers
         self.timeout_sec = timeout_sec
@@ -46,6 +50,8 @@ class PooledBuilder(PyBuilder):
         return self._pool
 
     def build(self, build_inputs: list[Any]) -> list[BuilderResult]:
+        if self.before_build is not None:
+            self.before_build(len(build_inputs))
         pool = self._executor()
         rewrite = self.rewrite or (lambda mod: mod)
         jobs = [(None, self.f_export, rewrite(b.mod), b.target, _local._serialize_params(b.params))

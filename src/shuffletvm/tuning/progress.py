@@ -3,6 +3,13 @@
 Progress: trials done of planned, the task just measured and its best latency, and the estimated end-to-end
 latency so far (sum over measured tasks of calls x best kernel time). Limits: a time budget, and a device that
 stops answering (every trial of several consecutive batches failing to run) ends the run instead of spinning.
+
+MetaSchedule's task schedulers generate, build and start every task's first batch before they join (measure
+callback) any: a warm-up that takes minutes where candidates are slow to generate (CUDA: ~25 s a kernel on 2
+cores, VerifyGPUCode rejecting most samples; V2 1.0x has 19 kernels). A limit checked only in the measure
+callback then waits for the whole warm-up: on an H200 a 2-minute tune reported no result before its step was
+killed after 4.5 (benchmarks/GPU.md). So the builder also asks, before each batch of the search
+(`before_build`), and the run stops there, every batch already sent being joined and committed first.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ class TuneProgress:
     best_s: dict[int, float] = field(default_factory=dict)
     stop_reason: str | None = None
     interrupted: bool = False
+    scheduler: Any = None  # the task scheduler searching now (tune._search); None while seeds are measured
+    group_size: int = 0  # tasks in that scheduler
+    batches: int = 0  # batches that scheduler sent to the builder
     _failed_batches: int = 0
     _empty_rounds: dict[int, int] = field(default_factory=dict)
     _last_error: str = ""
@@ -72,10 +82,30 @@ class TuneProgress:
         self.interrupted = True
         logger.warning("stopping after the current batch (Ctrl-C again to abort now)")
 
+    def before_build(self, count: int) -> None:
+        """The builder calls this before building each batch of candidates. During the search, a run that is out
+        of time or interrupted stops here, after joining the batches in flight (their records committed), instead
+        of waiting for the next measure callback, which the warm-up can put minutes away. Each scheduler's first
+        batch (data movement, compute) is always built: a budget spent on seeds still searches a little."""
+        if self.scheduler is None:  # seeds and remeasurement: not the search
+            return
+        self.batches += 1
+        if self.batches > 1 and not self._flushing:
+            reason = "interrupted" if self.interrupted else "time budget reached" if self._out_of_time() else None
+            if reason:
+                self._flush(self.scheduler)
+                self.stop(self.scheduler, reason)
+        if self._bar is not None and self.batches <= self.group_size:
+            self._bar.set_postfix_str(f"warm-up: first batch of kernel {self.batches}/{self.group_size} ({count} "
+                                      "candidates) sent; results come once every kernel has one")
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
     def update(self, scheduler: Any, task_id: int, runner_results: list[Any], local_id: int | None = None) -> None:
         """`task_id` indexes `names`; `local_id` is the task's index in `scheduler` (the task scheduler that
         measured it), when that differs."""
-        if self.interrupted:
+        if self.interrupted and not self._flushing:
             self.stop(scheduler, "interrupted")
         local_id = task_id if local_id is None else local_id
         if not runner_results:  # the search found nothing new: a small space, exhausted
@@ -109,19 +139,19 @@ class TuneProgress:
         if self._failed_batches >= DEAD_DEVICE_BATCHES:
             self.stop(scheduler, f"the device failed every trial of {DEAD_DEVICE_BATCHES} batches in a row "
                                  f"(last error: {self._last_error or 'none reported'})")
-        elif self.deadline is not None and time.monotonic() > self.deadline and not self._flushing:
+        elif self._out_of_time() and not self._flushing:
             self._flush(scheduler, local_id)
             self.stop(scheduler, "time budget reached")
 
-    def _flush(self, scheduler: Any, local_id: int) -> None:
-        """Commit the batches already built and measured before stopping. MetaSchedule's gradient scheduler
-        starts every task's first batch before it joins any (its warm-up round: with 40 kernels, about 600
-        candidates and ten minutes on 2 cores); stopping at the first join would drop all of them. Joining the
-        other running tasks here runs the database callback for each; this callback only counts them."""
+    def _flush(self, scheduler: Any, joining: int | None = None) -> None:
+        """Commit the batches already sent to the runner before stopping: MetaSchedule joins a task's batch only
+        when it picks the task again, so at a stop most batches of the warm-up are still in flight. Joining them
+        here runs the database callback for each; this callback only counts them. `joining`: the task whose
+        join is running this callback (its batch is committed by that join)."""
         self._flushing = True
         try:
             for other, record in enumerate(scheduler.tasks_):
-                if other != local_id and record.measure_candidates is not None and not record.is_terminated:
+                if other != joining and record.runner_futures is not None and not record.is_terminated:
                     scheduler.join_running_task(other)
         finally:
             self._flushing = False

@@ -8,6 +8,7 @@ records appended to `tuning_logs/<target>/` as they are measured. CPU candidates
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -120,6 +121,22 @@ def export_aarch64(mod: Any) -> str:
     return path
 
 
+def export_cuda(fatbin_dir: str, arch: str, mod: Any) -> str:
+    """MetaSchedule export for CUDA candidates, run by the builders (one per host core): the kernels compiled by
+    nvcc into `fatbin_dir` (keyed by their source) and the host code linked into a .so. The runner's workers
+    serve these fatbins when TVM's load-time compile asks (cuda_kernels.serve_compiled_in); left to the load,
+    every candidate's nvcc run (0.7 s each on the Intel class here) and link would run one after another in the
+    one runner worker."""
+    from .. import cuda_kernels
+
+    source = cuda_kernels.cuda_source(mod)
+    if source is not None:
+        cuda_kernels.compile_into(Path(fatbin_dir), source, arch)
+    path = os.path.join(tempfile.mkdtemp(prefix="shuffletvm-ms-"), "candidate.so")
+    mod.export_library(path)
+    return path
+
+
 def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | None:
     if not config.models:
         raise ShuffleTVMError("name at least one model to tune")
@@ -149,7 +166,8 @@ def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | No
 
 
 def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None,
-                    rpc_timeout_s: float, artifact_dir: str, rows_ratio: float | None = None) -> tuple[Any, Any]:
+                    rpc_timeout_s: float, artifact_dir: str, rows_ratio: float | None = None,
+                    before_build: Callable[[int], None] | None = None) -> tuple[Any, Any]:
     from tvm.s_tir import meta_schedule as ms
     from tvm.support.popen_pool import PopenPoolExecutor
 
@@ -158,8 +176,8 @@ def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key:
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=100 if tracker is None else 0,
                                           enable_cpu_cache_flush=False)
     # CPU kernels build on the cores they are measured on; CUDA candidates are nvcc runs on the host, one per
-    # core. (On a 16-core H200 host no search round finished in minutes with 2 builders, nor with 16: the
-    # builder count is not what holds CUDA tuning back; benchmarks/GPU.md.)
+    # core (export_cuda). (What kept a short CUDA tune on an H200 from reporting anything was MetaSchedule's
+    # warm-up, every kernel's first batch generated before any is joined: progress.py.)
     cpu_builders = int(target.spec.get("num-cores", 2)) if target.device == "cpu" else (os.cpu_count() or 2)
     if target.device == "cpu" and tracker is None:
         # Candidates run on as many threads as the target's cores, as the built model does. Unset, TVM's pool
@@ -169,12 +187,18 @@ def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key:
         os.environ["TVM_NUM_THREADS"] = str(target.spec["num-cores"])
     workers = max(1, cpu_builders)
     rewrite = as_built(target.tvm_target(), rows_ratio)
-    if tracker is None:
-        builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, artifact_dir=artifact_dir,
-                                rewrite=rewrite)
-        return builder, ms.runner.LocalRunner(timeout_sec=RUNNER_TIMEOUT_S, evaluator_config=evaluator)
+    f_export, runner_init = (export_aarch64 if tracker else None), None
+    if target.device == "cuda":
+        from .. import cuda_kernels
+
+        fatbins = os.path.join(artifact_dir, "cuda")
+        f_export = functools.partial(export_cuda, fatbins, target.spec["arch"])
+        runner_init = functools.partial(cuda_kernels.serve_compiled_in, fatbins)
     builder = PooledBuilder(max_workers=workers, timeout_sec=BUILDER_TIMEOUT_S, artifact_dir=artifact_dir,
-                            f_export=export_aarch64, rewrite=rewrite)
+                            f_export=f_export, rewrite=rewrite, before_build=before_build)
+    if tracker is None:
+        return builder, ms.runner.LocalRunner(timeout_sec=RUNNER_TIMEOUT_S, evaluator_config=evaluator,
+                                              initializer=runner_init)
     rpc_config = ms.runner.RPCConfig(tracker_host=tracker.host, tracker_port=tracker.port, tracker_key=key,
                                      session_timeout_sec=rpc_timeout_s)
     runner = ms.runner.RPCRunner(rpc_config=rpc_config, evaluator_config=evaluator, max_workers=1)
@@ -244,12 +268,12 @@ def tune(config: TuneConfig) -> TuneResult:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         threads_before = os.environ.get("TVM_NUM_THREADS")
         builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir,
-                                          log.rows_ratio)
+                                          log.rows_ratio, before_build=progress.before_build)
         try:
             if again:
                 database = _measure_again(again, log, database, builder, runner, tvm_target)
             _measure_starting_points(todo, borrowed, lifted, database, builder, runner, tvm_target, config.batch)
-            _search(todo, per_task, config, progress, builder, runner, database, work_dir)
+            _search(todo, per_task, config, progress, builder, runner, database)
         finally:
             builder.shutdown()
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -302,10 +326,11 @@ def _measure_starting_points(todo: list[TuneTask], borrowed: list[tuple], lifted
 
 
 def _search(todo: list[TuneTask], per_task: int, config: TuneConfig, progress: TuneProgress, builder: Any,
-            runner: Any, database: Any, work_dir: str) -> None:
+            runner: Any, database: Any) -> None:
     """MetaSchedule's search: data-movement kernels first, with their small fixed budget and plain trace
     sampling (evolutionary search over a space of one or two candidates only burns time); then compute
-    kernels. Stops at the time budget or on Ctrl-C (progress.stop_reason) with every measured record kept."""
+    kernels. Stops at the time budget or on Ctrl-C (progress.stop_reason) with every measured record kept.
+    What `ms.tune_tasks` does, with the task scheduler held: the progress joins its batches in flight at a stop."""
     from tvm.s_tir import meta_schedule as ms
 
     progress.open()
@@ -319,20 +344,24 @@ def _search(todo: list[TuneTask], per_task: int, config: TuneConfig, progress: T
             contexts, weights = _tune_contexts(group, strategy, config.seed)
             offset = todo.index(group[0])
             progress_cb = ProgressCallback(_Offset(progress, offset))
+            scheduler = ms.TaskScheduler.create("gradient")
+            progress.scheduler, progress.group_size, progress.batches = scheduler, len(group), 0
             try:
-                ms.tune_tasks(
-                    tasks=contexts, task_weights=weights, work_dir=work_dir,
+                scheduler.tune(
+                    tasks=contexts, task_weights=weights,
                     max_trials_global=sum(t.budget(per_task) for t in group),
                     max_trials_per_task=max(t.budget(per_task) for t in group),
                     num_trials_per_iter=config.num_trials_per_iter, builder=builder, runner=runner,
-                    database=database, cost_model="xgb",
                     # The default callbacks commit records to the database; ours runs after them.
                     measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress_cb],
-                    task_scheduler="gradient",
+                    database=database,
+                    cost_model=ms.CostModel.create("xgb", num_tuning_cores=contexts[0].num_threads, tree_method="auto"),
                 )
             except Exception:  # our StopTuning arrives wrapped in TVM's error type
                 if progress.stop_reason is None:
                     raise
+            finally:
+                progress.scheduler = None
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
