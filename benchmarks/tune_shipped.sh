@@ -5,6 +5,9 @@
 # Kernels shared between models are tuned once (a later run skips what an earlier one covered); each run first
 # measures the hand-written schedule of every kernel it has not seen as that kernel's first record.
 # (The first run predates FoldShuffleIntoGroupedConv: the second tunes the shuffled grouped convs it adds.)
+# Until session 12 a --time-budget that ended inside MetaSchedule's warm-up (every kernel's first batch is generated
+# before any result) still ran the whole warm-up; the runs below with a budget shorter than their warm-up (about
+# 15 s a kernel on 2 cores for x86) ran that much longer, and rerun now they stop at the budget.
 set -euo pipefail
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 --target x86 --time-budget "${BUDGET_MAIN:-38}"
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 --target x86 --time-budget "${BUDGET_MAIN_2:-12}"
