@@ -101,3 +101,8 @@ shuffletvm tune shufflenet_v2_x1_0 --target x86 --kernels 'gather1|scatter1|conv
 shuffletvm tune shufflenet_v2_x1_0 --target x86 \
     --kernels 'fused_conv1x1_gather_add2|conv1x1_scatter$|^fused_conv2d(_|2_|3_|5_|9_)' --remeasure 8 --time-budget 15
 python benchmarks/prune_shipped_log.py
+# Session 12 (Intel class): V1 g8's three kernels with the most time in sequence (sequence_profile.py), their best
+# 8 records measured again first, then searched; the log pruned again.
+shuffletvm tune shufflenet_v1_g8_x1_0 --target x86 \
+    --kernels 'shuffled_group_conv3|^fused_conv2d7_|conv1x1_packed_add11' --remeasure 8 --time-budget 14
+python benchmarks/prune_shipped_log.py

@@ -678,7 +678,7 @@ def test_device_dying_mid_tune_stops_with_records_kept(emulator, tmp_path):
     assert kept, "finished records must survive"
 
 
-# ---- stopping a tuner: Ctrl-C stops after the batch in flight, SIGKILL loses no finished record ----------------
+# ---- stopping a tuner: Ctrl-C stops with the batches in flight kept, SIGKILL loses no finished record -------
 
 
 def _start_tune(log_dir: Path) -> subprocess.Popen:
@@ -699,8 +699,9 @@ def _wait_for_records(records: Path, proc: subprocess.Popen, timeout: float = 60
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, "SIGINT twice", signal.SIGKILL])
 def test_stopping_the_tuner_keeps_every_finished_record(tmp_path, sig):
-    """Ctrl-C stops after the batch in flight; Ctrl-C twice at once (one line, no crash dump: an exception in
-    MetaSchedule's callbacks aborts the process); SIGKILL at any point. Every finished record is kept."""
+    """Ctrl-C stops with the batches in flight measured and kept; Ctrl-C twice at once (one line, no crash
+    dump: an exception in MetaSchedule's callbacks aborts the process); SIGKILL at any point. Every finished
+    record is kept."""
     records = tmp_path / X86.log_key / "database_tuning_record.json"
     proc = _start_tune(tmp_path)
     try:

@@ -69,18 +69,19 @@ class TuneProgress:
         return 1e3 * sum(self.weights[i] * s for i, s in self.best_s.items())
 
     def interrupt(self, *_signal_args: Any) -> None:
-        """SIGINT handler: stop after the batch in flight, whose records are then committed. A KeyboardInterrupt
-        raised at an arbitrary point would be swallowed by MetaSchedule's worker pools; a second Ctrl-C
-        aborts at once. It exits the process there and then: the handler runs inside a Python callback of
-        MetaSchedule's C++ loop, where an exception aborts the process with a crash dump. Nothing is lost:
-        every record was appended to the log as it was measured, and none is being written while Python runs."""
+        """SIGINT handler: stop before the next batch is built or at the next result, the batches in flight
+        joined and their records committed. A KeyboardInterrupt raised at an arbitrary point would be swallowed
+        by MetaSchedule's worker pools; a second Ctrl-C aborts at once. It exits the process there and then: the
+        handler runs inside a Python callback of MetaSchedule's C++ loop, where an exception aborts the process
+        with a crash dump. Nothing is lost: every record was appended to the log as it was measured, and none is
+        being written while Python runs."""
         if self.interrupted:
             sys.stderr.write("shuffletvm tune: aborted; every record measured so far is kept, run the same "
                              "command to resume\n")
             sys.stderr.flush()
             os._exit(130)
         self.interrupted = True
-        logger.warning("stopping after the current batch (Ctrl-C again to abort now)")
+        logger.warning("stopping once the batches in flight are measured (Ctrl-C again to abort now)")
 
     def before_build(self, count: int) -> None:
         """The builder calls this before building each batch of candidates. During the search, a run that is out
@@ -105,9 +106,10 @@ class TuneProgress:
     def update(self, scheduler: Any, task_id: int, runner_results: list[Any], local_id: int | None = None) -> None:
         """`task_id` indexes `names`; `local_id` is the task's index in `scheduler` (the task scheduler that
         measured it), when that differs."""
-        if self.interrupted and not self._flushing:
-            self.stop(scheduler, "interrupted")
         local_id = task_id if local_id is None else local_id
+        if self.interrupted and not self._flushing:
+            self._flush(scheduler, local_id)
+            self.stop(scheduler, "interrupted")
         if not runner_results:  # the search found nothing new: a small space, exhausted
             self._empty_rounds[task_id] = self._empty_rounds.get(task_id, 0) + 1
             if self._empty_rounds[task_id] >= EXHAUSTED_ROUNDS and not scheduler.tasks_[local_id].is_terminated:
