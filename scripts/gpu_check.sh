@@ -8,9 +8,9 @@
 #   kernels    per-kernel: dlight vs the hand-written CUDA schedules vs cuDNN (benchmarks/gpu_kernels.py)
 # STEPS picks steps and their order (default: the first four, sized for 10 minutes); each step has its own time
 # limit, cut to what is left of BUDGET_S (default 600) for the whole script, and a step that would get under
-# 30 s is skipped. The tune is given TUNE_MINUTES (it stops before the next batch, measuring those in flight); TUNE_ARGS adds
-# tune options (e.g. "--kernels REGEX"). Records go to the checkout's tuning_logs/cuda-sm_XY/ (so a tune resumes
-# from what is committed there). Writes ${OUT:-.gpu/out}: gpu_check.log, parity_*.json, compare.json,
+# 30 s is skipped. The tune is given TUNE_MINUTES (it stops before the next batch, measuring those in flight);
+# TUNE_ARGS adds tune options (e.g. "--kernels REGEX"). Records go to the checkout's tuning_logs/cuda-sm_XY/ (so
+# a tune resumes from what is committed there). Writes ${OUT:-.gpu/out}: gpu_check.log, parity_*.json, compare.json,
 # compare.png, gpu_kernels.md/.json and a copy of the CUDA tuning log (tuning_log/).
 set -uo pipefail
 cd "$(dirname "$0")/.."

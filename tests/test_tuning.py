@@ -293,7 +293,7 @@ def test_cuda_candidates_are_compiled_by_the_builders(tmp_path):
     task = next(t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target)
                 if hand_schedule(t, target) is not None)
     _name, sch = hand_schedule(task, target)
-    builder, runner = _builder_runner(cuda, None, None, 60, str(tmp_path))
+    builder, _runner = _builder_runner(cuda, None, None, 60, str(tmp_path))
     try:
         (result,) = builder.build([ms.builder.BuilderInput(sch.mod, target)])
     finally:
@@ -417,10 +417,10 @@ def test_time_budget_ends_the_warm_up_and_keeps_its_batches(tmp_path):
     """A budget that ends during MetaSchedule's warm-up (every kernel's first batch is started before any is
     joined) stops it before the next batch is built, and the batch already sent is joined and committed: the
     run's first batch (16 trials of the heavier kernel) is searched and kept, the second kernel gets none."""
-    result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], time_budget_min=0.02, log_dir=tmp_path,
-                             kernels="fused_conv2d1_|fused_conv2d4_", num_trials_per_iter=16))
     from shuffletvm.tuning.tasks import records_for
 
+    result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], time_budget_min=0.02, log_dir=tmp_path,
+                             kernels="fused_conv2d1_|fused_conv2d4_", num_trials_per_iter=16))
     assert result.stop_reason == "time budget reached"
     assert result.trials == 16 and len(result.log.database().get_all_tuning_records()) == 18  # + 2 seeds
     database = result.log.database()

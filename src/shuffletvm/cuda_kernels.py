@@ -107,8 +107,9 @@ def _compile_callback(code: str) -> bytes:
     if sha in _SERVED:
         return _SERVED[sha]
     for folder in _FOLDERS:
-        if (folder / f"{sha}.fatbin").is_file():
-            return (folder / f"{sha}.fatbin").read_bytes()
+        compiled = folder / f"{sha}.fatbin"
+        if compiled.is_file():
+            return compiled.read_bytes()
     if _BUILD_TIME_CALLBACK:  # a build in this process (TVM's codegen compiles through the same callback)
         return _BUILD_TIME_CALLBACK[0](code)
     raise RuntimeError("this module's CUDA kernels were not compiled at build time; rebuild it with shuffletvm")
@@ -138,13 +139,14 @@ def enable_build_time_compile() -> None:
 
     if "tvm.support.nvcc" in sys.modules:
         return
-    if _ANSWERING:
+    answering = bool(_ANSWERING)
+    if answering:
         tvm_ffi.remove_global_func(_CALLBACK)
+        _ANSWERING.clear()
     import tvm.support.nvcc  # noqa: F401 - registers tvm_callback_cuda_compile
 
-    if _ANSWERING:
-        _BUILD_TIME_CALLBACK.append(tvm_ffi.get_global_func(_CALLBACK))
-        tvm_ffi.register_global_func(_CALLBACK, _compile_callback, override=True)
+    if answering:
+        _answer_compile_callback()
 
 
 def serve_embedded_kernels(library: Path) -> bool:

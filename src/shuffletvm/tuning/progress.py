@@ -91,11 +91,10 @@ class TuneProgress:
         if self.scheduler is None:  # seeds and remeasurement: not the search
             return
         self.batches += 1
-        if self.batches > 1 and not self._flushing:
+        if self.batches > 1:
             reason = "interrupted" if self.interrupted else "time budget reached" if self._out_of_time() else None
             if reason:
-                self._flush(self.scheduler)
-                self.stop(self.scheduler, reason)
+                self._stop_after_joining(self.scheduler, reason)
         if self._bar is not None and self.batches <= self.group_size:
             self._bar.set_postfix_str(f"warm-up: first batch of kernel {self.batches}/{self.group_size} ({count} "
                                       "candidates) sent; results come once every kernel has one")
@@ -108,8 +107,7 @@ class TuneProgress:
         measured it), when that differs."""
         local_id = task_id if local_id is None else local_id
         if self.interrupted and not self._flushing:
-            self._flush(scheduler, local_id)
-            self.stop(scheduler, "interrupted")
+            self._stop_after_joining(scheduler, "interrupted", local_id)
         if not runner_results:  # the search found nothing new: a small space, exhausted
             self._empty_rounds[task_id] = self._empty_rounds.get(task_id, 0) + 1
             if self._empty_rounds[task_id] >= EXHAUSTED_ROUNDS and not scheduler.tasks_[local_id].is_terminated:
@@ -142,8 +140,11 @@ class TuneProgress:
             self.stop(scheduler, f"the device failed every trial of {DEAD_DEVICE_BATCHES} batches in a row "
                                  f"(last error: {self._last_error or 'none reported'})")
         elif self._out_of_time() and not self._flushing:
-            self._flush(scheduler, local_id)
-            self.stop(scheduler, "time budget reached")
+            self._stop_after_joining(scheduler, "time budget reached", local_id)
+
+    def _stop_after_joining(self, scheduler: Any, reason: str, joining: int | None = None) -> None:
+        self._flush(scheduler, joining)
+        self.stop(scheduler, reason)
 
     def _flush(self, scheduler: Any, joining: int | None = None) -> None:
         """Commit the batches already sent to the runner before stopping: MetaSchedule joins a task's batch only
