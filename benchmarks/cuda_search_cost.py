@@ -29,14 +29,14 @@ def main() -> None:
     from tvm.s_tir import meta_schedule as ms
 
     from shuffletvm.targets import TargetOptions, resolve_target
-    from shuffletvm.tuning.tasks import extract_tasks
-    from shuffletvm.tuning.tune import _builder_runner, _lowered
+    from shuffletvm.tuning.tasks import model_tasks
+    from shuffletvm.tuning.tune import builder_and_runner
 
     cuda = resolve_target("cuda", TargetOptions(cuda_arch=args.cuda_arch))
     target = cuda.tvm_target()
-    tasks = [t for t in extract_tasks(_lowered([args.model], 1, target), target) if t.compute]
+    tasks = [t for t in model_tasks([args.model], 1, target) if t.compute]
     work = tempfile.mkdtemp(prefix="shuffletvm-cuda-cost-")
-    builder, _runner = _builder_runner(cuda, None, None, 60, work)
+    builder, _runner = builder_and_runner(cuda, None, None, 60, work)
     rows = []
     try:
         for task in tasks[: args.kernels]:

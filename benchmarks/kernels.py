@@ -102,11 +102,10 @@ def conv_tasks(models: tuple[str, ...], target: Any) -> Iterator[tuple[str, Any,
     from shuffletvm.schedules._common import conv_shape
     from tvm import s_tir
 
-    from shuffletvm.tuning.tasks import extract_tasks
-    from shuffletvm.tuning.tune import _lowered
+    from shuffletvm.tuning.tasks import model_tasks
 
     for model in models:
-        for task in extract_tasks(_lowered([model], 1, target), target):
+        for task in model_tasks([model], 1, target):
             func = task.extracted.dispatched[0]["main"]
             shape = conv_shape(s_tir.Schedule(func))
             if shape is None or (shape.kernel_h, shape.kernel_w) not in ((1, 1), (3, 3)) or (

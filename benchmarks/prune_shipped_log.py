@@ -14,9 +14,8 @@ from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
 from shuffletvm.targets import resolve_target
 from shuffletvm.tuning.database import open_log, prune_log
-from shuffletvm.tuning.seeds import _plain_twin
-from shuffletvm.tuning.tasks import extract_tasks
-from shuffletvm.tuning.tune import _lowered
+from shuffletvm.tuning.seeds import plain_twin
+from shuffletvm.tuning.tasks import model_tasks
 
 SHIPPED = [(("shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v1_g3_x1_0", "shufflenet_v1_g8_x1_0"), 1),
            (("shufflenet_v2_x1_0",), 8)]
@@ -28,12 +27,11 @@ def main() -> None:
     args = parser.parse_args()
     target = resolve_target("x86")
     tvm_target = target.tvm_target()
-    tasks = [task for models, batch in SHIPPED for task in extract_tasks(_lowered(list(models), batch, tvm_target),
-                                                                          tvm_target)]
+    tasks = [task for models, batch in SHIPPED for task in model_tasks(list(models), batch, tvm_target)]
     live = {int(tvm_ffi.structural_hash(task.extracted.dispatched[0])) for task in tasks}
     # and the plain convs KeepIdentityInPlace's convs replace: a retune seeds them from these (tuning/seeds.py)
     for task in tasks:
-        twin = _plain_twin(task.extracted.dispatched[0]["main"], tvm_target)
+        twin = plain_twin(task.extracted.dispatched[0]["main"], tvm_target)
         if twin is not None:
             live.add(int(tvm_ffi.structural_hash(_normalize_mod(twin))))
     log = open_log(target)

@@ -30,18 +30,17 @@ def main() -> None:
 
     from shuffletvm.targets import resolve_target
     from shuffletvm.tuning.database import open_log
-    from shuffletvm.tuning.seeds import _plain_twin, plain_twin_schedule
-    from shuffletvm.tuning.tasks import extract_tasks
-    from shuffletvm.tuning.tune import _lowered
+    from shuffletvm.tuning.seeds import plain_twin, plain_twin_schedule
+    from shuffletvm.tuning.tasks import model_tasks
 
     target = resolve_target("x86")
     tvm_target = target.tvm_target()
     database = open_log(target, create=False).database()
     rng = np.random.default_rng(0)
     timers: dict[tuple[str, str], object] = {}
-    for task in extract_tasks(_lowered([args.model], args.batch, tvm_target), tvm_target):
+    for task in model_tasks([args.model], args.batch, tvm_target):
         func = task.extracted.dispatched[0]["main"]
-        twin = _plain_twin(func, tvm_target)
+        twin = plain_twin(func, tvm_target)
         if twin is None:
             continue
         operands = [_arg([int(s) for s in a.shape], str(a.dtype), rng) for a in ArgInfo.from_prim_func(func)]

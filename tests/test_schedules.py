@@ -17,9 +17,9 @@ X86 = resolve_target("x86").tvm_target()
 
 
 def _kernels(model: str) -> list[tuple[str, tvm.tirx.PrimFunc]]:
-    from shuffletvm.tuning.tune import _lowered
+    from shuffletvm.tuning.tasks import lowered_models
 
-    mod = _lowered([model], 1, X86)[0]
+    mod = lowered_models([model], 1, X86)[0]
     return [(gv.name_hint, f) for gv, f in mod.functions.items()
             if isinstance(f, tvm.tirx.PrimFunc) and not f.attrs.get("tirx.is_scheduled", False)]
 

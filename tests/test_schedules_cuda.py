@@ -25,11 +25,11 @@ SHARED_BYTES = 49152
 
 def _conv1x1_kernels(models: list[str], batch: int = 1) -> list[tuple[str, tvm.tirx.PrimFunc, tvm.tirx.PrimFunc]]:
     """(name, kernel, CUDA schedule) of each 1x1 conv kernel of `models`, as the CUDA pipeline extracts them."""
-    from shuffletvm.tuning.tune import _lowered
+    from shuffletvm.tuning.tasks import lowered_models
 
     out = []
     for model in models:
-        for gvar, func in _lowered([model], batch, CUDA)[0].functions.items():
+        for gvar, func in lowered_models([model], batch, CUDA)[0].functions.items():
             if isinstance(func, tvm.tirx.PrimFunc):
                 sch = grouped_conv1x1.schedule(func, CUDA)
                 if sch is not None:

@@ -20,8 +20,8 @@ import tvm
 from shuffletvm.errors import ShuffleTVMError
 from shuffletvm.targets import TargetOptions, resolve_target
 from shuffletvm.tuning.database import open_log
-from shuffletvm.tuning.tasks import count_done, extract_tasks
-from shuffletvm.tuning.tune import TuneConfig, _lowered, tune
+from shuffletvm.tuning.tasks import count_done, extract_tasks, lowered_models, model_tasks
+from shuffletvm.tuning.tune import TuneConfig, tune
 
 from .conftest import assert_user_error, cli
 
@@ -30,7 +30,7 @@ X86 = resolve_target("x86")
 
 def _tasks(*models: str):
     target = X86.tvm_target()
-    return extract_tasks(_lowered(list(models), 1, target), target)
+    return model_tasks(list(models), 1, target)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_cuda_kernels_are_unscheduled_tuning_tasks():
     from shuffletvm import tvm_compat
 
     target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
-    lowered = _lowered(["shufflenet_v2_x0_5"], 1, target)
+    lowered = lowered_models(["shufflenet_v2_x0_5"], 1, target)
     tasks = extract_tasks(lowered, target)
     unscheduled = {tvm_ffi.structural_hash(f) for f in lowered[0].functions.values()
                    if isinstance(f, tvm.tirx.PrimFunc) and not tvm_compat.is_scheduled(f)}
@@ -106,7 +106,7 @@ def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
-    from shuffletvm.tuning.seeds import _plain_twin, plain_twin_schedule
+    from shuffletvm.tuning.seeds import plain_twin, plain_twin_schedule
 
     target = X86.tvm_target()
     tasks = [t for t in _tasks("shufflenet_v2_x0_5") if "gather" in t.name or "scatter" in t.name]
@@ -115,7 +115,7 @@ def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
     rng = np.random.default_rng(0)
     for task in sorted(tasks, key=lambda t: "scatter" in t.name):  # a stage's gather and scatter share a twin
         func = task.extracted.dispatched[0]["main"]
-        twin = _plain_twin(func, target)
+        twin = plain_twin(func, target)
         twin_schedule = first_claim(twin, target)[1]
         if "gather" in task.name:
             assert plain_twin_schedule(task, database, target) is None  # nothing recorded for the twin yet
@@ -142,7 +142,7 @@ def test_batch_n_kernels_start_from_their_batch_1_record():
 
     target = X86.tvm_target()
     one = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
-    three = {t.name: t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 3, target), target)}
+    three = {t.name: t for t in model_tasks(["shufflenet_v2_x0_5"], 3, target)}
     stem, stem_one = three["fused_conv2d_add_relu"], one["fused_conv2d_add_relu"]
     func = stem.extracted.dispatched[0]["main"]
     assert batch_twins(func, stem_one.extracted.dispatched[0]["main"])
@@ -270,7 +270,7 @@ def test_cuda_preset_carries_what_metaschedule_needs():
     from tvm.s_tir import meta_schedule as ms
 
     target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
-    task = next(t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target) if t.compute)
+    task = next(t for t in model_tasks(["shufflenet_v2_x0_5"], 1, target) if t.compute)
     context = ms.TuneContext(mod=task.extracted.dispatched[0], target=target, space_generator="post-order-apply",
                              search_strategy="evolutionary", task_name=task.name)
     assert context.generate_design_space()
@@ -283,17 +283,17 @@ def test_cuda_candidates_are_compiled_by_the_builders(tmp_path):
     tuner's builder, and a fresh process set up as the runner's workers are gets that fatbin for its source."""
     from shuffletvm import cuda_kernels
     from shuffletvm.tuning.seeds import hand_schedule
-    from shuffletvm.tuning.tune import _builder_runner
+    from shuffletvm.tuning.tune import builder_and_runner
     from tvm.s_tir import meta_schedule as ms
 
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on PATH (the CUDA toolkit; no GPU needed)")
     cuda = resolve_target("cuda", TargetOptions(cuda_arch="sm_90"))
     target = cuda.tvm_target()
-    task = next(t for t in extract_tasks(_lowered(["shufflenet_v2_x0_5"], 1, target), target)
+    task = next(t for t in model_tasks(["shufflenet_v2_x0_5"], 1, target)
                 if hand_schedule(t, target) is not None)
     _name, sch = hand_schedule(task, target)
-    builder, _runner = _builder_runner(cuda, None, None, 60, str(tmp_path))
+    builder, _runner = builder_and_runner(cuda, None, None, 60, str(tmp_path))
     try:
         (result,) = builder.build([ms.builder.BuilderInput(sch.mod, target)])
     finally:

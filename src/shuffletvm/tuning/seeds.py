@@ -167,7 +167,7 @@ def plain_twin_schedule(task: TuneTask, database: Any, target: Any) -> Any | Non
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
     func = task.extracted.dispatched[0]["main"]
-    twin = _plain_twin(func, target)
+    twin = plain_twin(func, target)
     if twin is None:
         return None
     record = database.query_tuning_record(_normalize_mod(twin), target, task.name)
@@ -182,7 +182,7 @@ def plain_twin_schedule(task: TuneTask, database: Any, target: Any) -> Any | Non
     return sch
 
 
-def _plain_twin(func: Any, target: Any) -> Any | None:
+def plain_twin(func: Any, target: Any) -> Any | None:
     """The fused conv + bias + ReLU kernel the pipeline makes of the plain 1x1 conv this stage-buffer conv
     replaces (built the same way: a one-conv graph through the pipeline's phases), or None: not one."""
     import numpy as np

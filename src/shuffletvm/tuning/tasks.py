@@ -70,6 +70,19 @@ def extract_tasks(mods: list[Any], target: Any) -> list[TuneTask]:
     return sorted(by_hash.values(), key=lambda t: (not t.compute, -t.flops * t.weight))
 
 
+def lowered_models(models: list[str], batch: int, target: Any) -> list[Any]:
+    """The built-in models named, at `batch`, through the pipeline's phases up to tuning (`lower_for_tuning`)."""
+    from ..build import load_graph
+    from ..pipeline import lower_for_tuning
+
+    return [lower_for_tuning(load_graph(name, batch).mod, target) for name in models]
+
+
+def model_tasks(models: list[str], batch: int, target: Any) -> list[TuneTask]:
+    """The distinct tasks of the built-in models named, at `batch`, for `target` (a tvm.target.Target)."""
+    return extract_tasks(lowered_models(models, batch, target), target)
+
+
 def _in_place_tasks(mod: Any, target: Any) -> list[Any]:
     """Tasks for the kernels called with `call_tir_inplace` (KeepIdentityInPlace's scatter convs), which
     MetaSchedule's extraction does not visit; normalised as it normalises the others, as the build looks them up."""

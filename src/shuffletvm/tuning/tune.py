@@ -35,7 +35,7 @@ from .seeds import (
     seed_hand_schedules,
     seed_plain_twins,
 )
-from .tasks import TuneTask, count_done, extract_tasks
+from .tasks import TuneTask, count_done, model_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +165,11 @@ def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | No
     return None
 
 
-def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None,
-                    rpc_timeout_s: float, artifact_dir: str, rows_ratio: float | None = None,
-                    before_build: Callable[[int], None] | None = None) -> tuple[Any, Any]:
+def builder_and_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None,
+                       rpc_timeout_s: float, artifact_dir: str, rows_ratio: float | None = None,
+                       before_build: Callable[[int], None] | None = None) -> tuple[Any, Any]:
+    """MetaSchedule's builder and runner for `target`: candidates built as the model builds them (`as_built`),
+    exported for where they run (host, aarch64 over RPC through `tracker`/`key`, CUDA) and measured warm."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.support.popen_pool import PopenPoolExecutor
 
@@ -209,16 +211,9 @@ def _builder_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key:
     return builder, runner
 
 
-def _lowered(models: list[str], batch: int, target: Any) -> list[Any]:
-    from ..build import load_graph
-    from ..pipeline import lower_for_tuning
-
-    return [lower_for_tuning(load_graph(name, batch).mod, target) for name in models]
-
-
 def _batch_one_tasks(config: TuneConfig, target: Any) -> list[TuneTask]:
     """The same models' kernels at batch 1, whose records seed the batch-N kernels (seeds.batch_twin_seeds)."""
-    return extract_tasks(_lowered(config.models, 1, target), target)
+    return model_tasks(config.models, 1, target)
 
 
 def tune(config: TuneConfig) -> TuneResult:
@@ -231,7 +226,7 @@ def tune(config: TuneConfig) -> TuneResult:
     log = open_log(target, config.log_dir)
     database = log.database()
     tvm_target = target.tvm_target()
-    tasks = extract_tasks(_lowered(config.models, config.batch, tvm_target), tvm_target)
+    tasks = model_tasks(config.models, config.batch, tvm_target)
     if config.kernels:
         tasks = [t for t in tasks if pattern.search(t.name)]
         if not tasks:
@@ -267,7 +262,7 @@ def tune(config: TuneConfig) -> TuneResult:
     if todo or lifted or again or borrowed:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         threads_before = os.environ.get("TVM_NUM_THREADS")
-        builder, runner = _builder_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir,
+        builder, runner = builder_and_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir,
                                           log.rows_ratio, before_build=progress.before_build)
         try:
             if again:
