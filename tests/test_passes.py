@@ -665,8 +665,10 @@ def test_inspect_counts_kernels_and_bytes_per_phase(tmp_path):
     # imported: 16 concat + 16 shuffle transposes + 13 splits move data (the classifier's transposed weight is
     # a constant, folded at compile time)
     assert rows["imported"][3] == "45"
-    # after the passes: 15 concat+shuffle+split kernels (5 distinct) and conv5 reading through the last shuffle
-    assert rows["graph-optimize"][1] == "16" and rows["graph-optimize"][2] == "6"
+    # after the passes: 15 concat+shuffle+split kernels (5 distinct), conv5 reading through the last shuffle and
+    # the stem's conv + pool
+    assert rows["graph-optimize"][1] == "17" and rows["graph-optimize"][2] == "7"
+    assert "FuseStemConvPool 1" in proc.stdout
     # layout: the identity halves stay in place in the 28x28 and 14x14 stages (one concat each); the 7x7 stage,
     # whose convs are packed on AVX-512, keeps its 3 copy kernels, and conv5 its concat
     assert rows["layout"][3] == "6" and "KeepIdentityInPlace 10" in proc.stdout
@@ -1062,3 +1064,152 @@ def test_produce_into_concat_on_the_models_scheduled_kernels():
             outs.append([o.numpy() for o in result] if isinstance(result, tvm.ir.Array) else [result.numpy()])
         for into, plain in zip(*outs):
             np.testing.assert_array_equal(into, plain)
+
+
+# ----------------------------------------------------------------------------------------------- FuseStemConvPool
+
+def _stem(batch: int = 1, channels: int = 8, height: int = 16, width: int = 20, conv: dict | None = None,
+          pool: dict | None = None, bias: str | None = "const", reuse: bool = False, kernel: int = 3) -> tvm.IRModule:
+    """main(x) = max_pool2d(relu(conv2d(x, W) + b)), the stem as FoldBatchNorm leaves it (3 input channels);
+    `bias="reshape"`: b as the ONNX importer writes a Conv's bias, reshape(B [C], [1, C, 1, 1])."""
+    x = relax.Var("x", _t(batch, 3, height, width))
+    conv = {"strides": 2, "padding": 1, **(conv or {})}
+    pool = {"pool_size": 3, "strides": 2, "padding": 1, **(pool or {})}
+    weight = _const(channels, 3, kernel, kernel)
+
+    def body(bb, x):
+        y = bb.emit(relax.op.nn.conv2d(x, weight, **conv))
+        if bias == "const":
+            y = bb.emit(relax.op.add(y, _const(1, channels, 1, 1)))
+        elif bias == "reshape":
+            y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(_const(channels), (1, channels, 1, 1)))))
+        relu = bb.emit(relax.op.nn.relu(y))
+        pooled = bb.emit(relax.op.nn.max_pool2d(relu, **pool))
+        return relax.Tuple([pooled, relu]) if reuse else pooled
+
+    return _module([x], body)
+
+
+def _fuse_stem(mod: tvm.IRModule, target=TARGET) -> tuple[tvm.IRModule, Counter]:
+    from shuffletvm.passes import FuseStemConvPool
+
+    counters: Counter = Counter()
+    with target:
+        return FuseStemConvPool(target, counters)(mod), counters
+
+
+def _stem_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    import torch
+
+    y = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight), torch.from_numpy(bias.reshape(-1)),
+                                   stride=2, padding=1)
+    return torch.nn.functional.max_pool2d(torch.relu(y), 3, 2, 1).numpy()
+
+
+def test_fuse_stem_conv_pool_before_expected():
+    """conv -> add -> ReLU -> max pool becomes one call of the hand-written kernel, its weight packed [Cin, 3, 3,
+    C] and its bias flat at compile time; the output matches PyTorch and the unfused module."""
+    from shuffletvm.kernels.stem_conv_pool import StemSpec, pack_weight, stem_conv_pool
+    from shuffletvm.passes.partition_rows_across_cores import cores_of
+    from shuffletvm.schedules._common import vector_lanes
+
+    before = _stem()
+    conv, add = (b.value for b in before["main"].body.blocks[0].bindings[:2])
+    weight, bias = conv.args[1].value.numpy(), add.args[1].value.numpy()
+    bb = relax.BlockBuilder()
+    kernel = bb.add_func(stem_conv_pool(StemSpec(1, 3, 16, 20, 8), vector_lanes(TARGET), cores_of(TARGET)),
+                         "stem_conv_pool")
+    x = relax.Var("x", _t(1, 3, 16, 20))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.call_tir(kernel, [x, relax.const(pack_weight(weight)),
+                                                         relax.const(bias.reshape(-1))], _t(1, 8, 4, 5)))
+        bb.emit_func_output(out)
+    expected = bb.get()
+
+    after, counters = _fuse_stem(before)
+    tvm.ir.assert_structural_equal(after, expected)
+    assert counters["FuseStemConvPool"] == 1 and counters["FuseStemConvPool.bytes"] == 2 * 8 * 8 * 10 * 4
+    data = RNG.standard_normal((1, 3, 16, 20)).astype(np.float32)
+    reference = _stem_reference(data, weight, bias)
+    for mod in (before, after):
+        np.testing.assert_allclose(_run(mod, data)[0], reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lanes", [16, 8, 4])
+@pytest.mark.parametrize("batch, channels, height, width, cores", [
+    (1, 24, 32, 28, 2), (3, 12, 16, 12, 2), (2, 48, 16, 16, 4), (1, 8, 15, 16, 1), (4, 36, 16, 8, 2)])
+def test_stem_conv_pool_kernel_matches_pytorch(batch, channels, height, width, cores, lanes):
+    """The kernel for every vector width the targets have (full vectors and the 8/4 pieces left), register
+    blocks of 7, 4, 2 pixels, bands of rows per image (batch 1 on 2 and 4 cores, batch 3 on 2: 2 bands each,
+    the first row of a band recomputed) and whole images (batch 2 on 4 cores: 2 bands; batch 4 on 2: 1)."""
+    from shuffletvm.kernels.stem_conv_pool import StemSpec, pack_weight, stem_conv_pool
+
+    spec = StemSpec(batch, 3, height, width, channels)
+    x = RNG.standard_normal((batch, 3, height, width)).astype(np.float32)
+    weight = RNG.standard_normal((channels, 3, 3, 3)).astype(np.float32)
+    bias = RNG.standard_normal((channels,)).astype(np.float32)
+    out = _run_kernel(stem_conv_pool(spec, lanes, cores), [x, pack_weight(weight), bias], spec.out_shape)
+    np.testing.assert_allclose(out, _stem_reference(x, weight, bias), rtol=1e-5, atol=1e-5)
+
+
+def test_fuse_stem_conv_pool_takes_the_onnx_importers_bias():
+    """The bias as `reshape(B, [1, C, 1, 1])` (how the ONNX importer writes a Conv's bias): fused all the same,
+    the reshape left to dead-code elimination, the output as PyTorch's."""
+    before = _stem(bias="reshape", channels=12)
+    after, counters = _fuse_stem(before)
+    assert counters["FuseStemConvPool"] == 1
+    assert [gv.name_hint for gv, f in after.functions.items() if isinstance(f, tvm.tirx.PrimFunc)] == ["stem_conv_pool"]
+    bindings = before["main"].body.blocks[0].bindings
+    weight, bias = bindings[0].value.args[1].value.numpy(), bindings[1].value.args[0].value.numpy()
+    data = RNG.standard_normal((1, 3, 16, 20)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], _stem_reference(data, weight, bias), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["conv-stride-1", "pool-stride-1", "pool-ceil-mode", "conv-5x5", "no-bias",
+                                  "relu-used-again", "odd-conv-output", "channels-not-4n", "gpu"])
+def test_fuse_stem_conv_pool_near_misses_unchanged(case):
+    """Strides, kernel sizes, ceil mode and a missing bias the kernel does not compute; the ReLU's output used by
+    another op (it would still be computed); a conv output of odd size (15x20 -> 8x10 is even, 14x20 -> 7x10
+    not) and 6 channels (`StemSpec.supported`); a GPU target."""
+    target = TARGET
+    mod = {
+        "conv-stride-1": lambda: _stem(conv={"strides": 1}),
+        "pool-stride-1": lambda: _stem(pool={"strides": 1}),
+        "pool-ceil-mode": lambda: _stem(pool={"ceil_mode": True}),
+        "conv-5x5": lambda: _stem(kernel=5, conv={"padding": 2}),
+        "no-bias": lambda: _stem(bias=None),
+        "relu-used-again": lambda: _stem(reuse=True),
+        "odd-conv-output": lambda: _stem(height=14),
+        "channels-not-4n": lambda: _stem(channels=6),
+        "gpu": _stem,
+    }[case]()
+    if case == "gpu":
+        target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
+    after, counters = _fuse_stem(mod, target)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["FuseStemConvPool"] == 0
+
+
+def test_fuse_stem_conv_pool_on_the_models():
+    """V1's and V2's stems (BatchNorm folded) fused on x86: one kernel fewer, the stem kernel in the module,
+    the model's output as without the pass to float rounding."""
+    import tvm.runtime.vm
+
+    from shuffletvm.build import load_graph
+    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+
+    for model in ("shufflenet_v1_g3_x0_5", "shufflenet_v2_x0_5"):
+        graph = load_graph(model)
+        options = PipelineOptions()
+        *_, (_phase, legalized) = run_phases(graph.mod, TARGET, options, until="legalize")
+        names = [gv.name_hint for gv, f in legalized.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+        assert options.stats["FuseStemConvPool"] == 1, (model, options.stats)
+        assert "stem_conv_pool" in names and not [n for n in names if "max_pool2d" in n], names
+        data = RNG.standard_normal(graph.input_shape).astype(np.float32)
+        outs = []
+        for fuse in (True, False):
+            executable = compile_module(graph.mod, TARGET, PipelineOptions(fuse_stem=fuse))
+            result = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
+            outs.append(result[0].numpy() if isinstance(result, tvm.ir.Array) else result.numpy())
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4 * np.abs(outs[1]).max())

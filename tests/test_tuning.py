@@ -39,7 +39,7 @@ def tuned_log(tmp_path_factory) -> Path:
     their hand-written schedule, which is measured and recorded first (on top of the trials)."""
     root = tmp_path_factory.mktemp("logs")
     result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=2, log_dir=root,
-                             kernels="fused_conv2d1_|fused_conv2d4_|^mean$"))
+                             kernels="^fused_conv2d_add$|^fused_conv2d3_add$|^mean$"))
     assert result.trials == 6 and result.failed == 0 and not result.stop_reason
     assert result.log.records_now() == 8  # 2 hand-schedule seeds + 6 searched trials
     return root
@@ -49,7 +49,7 @@ def test_tasks_are_deduplicated_across_models():
     small, large = _tasks("shufflenet_v2_x0_5"), _tasks("shufflenet_v2_x1_0")
     both = _tasks("shufflenet_v2_x0_5", "shufflenet_v2_x1_0")
     shared = len(small) + len(large) - len(both)
-    assert shared >= 2  # the stem conv and the max pool at least
+    assert shared >= 2  # the first depthwise conv (on the stem's 24 channels), the mean, the classifier
     assert sum(t.weight for t in both) == sum(t.weight for t in small) + sum(t.weight for t in large)
 
 
@@ -143,10 +143,11 @@ def test_batch_n_kernels_start_from_their_batch_1_record():
     target = X86.tvm_target()
     one = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
     three = {t.name: t for t in model_tasks(["shufflenet_v2_x0_5"], 3, target)}
-    stem, stem_one = three["fused_conv2d_add_relu"], one["fused_conv2d_add_relu"]
+    # the first unit's 1x1 conv (on x86 the stem conv is fused with its pool: not a task)
+    stem, stem_one = three["fused_conv2d1_add_relu"], one["fused_conv2d1_add_relu"]
     func = stem.extracted.dispatched[0]["main"]
     assert batch_twins(func, stem_one.extracted.dispatched[0]["main"])
-    assert not batch_twins(func, one["max_pool2d"].extracted.dispatched[0]["main"])
+    assert not batch_twins(func, one["mean"].extracted.dispatched[0]["main"])
     database = ms.database.MemoryDatabase()
     assert batch_twin_schedule(stem, stem_one, database, target) is None  # nothing recorded at batch 1 yet
     context = ms.TuneContext(mod=stem_one.extracted.dispatched[0], target=target, space_generator="post-order-apply",
@@ -165,7 +166,7 @@ def test_batch_n_kernels_start_from_their_batch_1_record():
     widened = [(a, b) for a, b in pairs if a != b]
     assert len(widened) == 1 and widened[0][0][0] * 3 == widened[0][1][0] and widened[0][0][1:] == widened[0][1][1:]
     assert [seed[0].name for seed in batch_twin_seeds(list(three.values()), list(one.values()), database, target)] \
-        == ["fused_conv2d_add_relu"]
+        == ["fused_conv2d1_add_relu"]
     rng = np.random.default_rng(0)
     args = [rng.standard_normal([int(v) for v in a.shape]).astype("float32") for a in ArgInfo.from_prim_func(func)]
     _assert_computes_the_same(func, lifted.mod["main"], args, target)
@@ -179,7 +180,7 @@ def test_tuning_at_batch_n_records_the_batch_1_schedules_once(tuned_log, tmp_pat
 
     shutil.copytree(tuned_log / X86.log_key, tmp_path / X86.log_key)
     config = TuneConfig(models=["shufflenet_v2_x0_5"], batch=2, trials_per_task=1, log_dir=tmp_path,
-                        kernels="fused_conv2d1_|^mean$")
+                        kernels="^fused_conv2d_add$|^mean$")
     before = open_log(X86, tmp_path).records_now()
     first = tune(config)
     target = X86.tvm_target()
@@ -204,14 +205,14 @@ def test_remeasure_records_each_kernels_best_traces_again(tuned_log, tmp_path):
 
     shutil.copytree(tuned_log / X86.log_key, tmp_path / X86.log_key)
     log = open_log(X86, tmp_path)
-    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("fused_conv2d1_add1", "mean")]
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("fused_conv2d_add", "mean")]
     def records(task, database):
         return [(_trace_text(r.trace), sum(float(s) for s in r.run_secs) / len(r.run_secs))
                 for r in records_for(task, database)]
 
     before = {t.name: records(t, log.database()) for t in tasks}
     result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path,
-                             kernels="fused_conv2d1_|^mean$", remeasure=2))
+                             kernels="^fused_conv2d_add$|^mean$", remeasure=2))
     assert result.trials == 0 and result.log.records_now() == log.records
     database = result.log.database()
     for task in tasks:
@@ -241,7 +242,7 @@ def test_apply_batch_one_records_replays_batch_1_records_on_uncovered_kernels(tu
     counters = Counter()
     with target:
         after = ApplyBatchOneRecords(database, one, counters)(before)
-    covered = {"fused_conv2d1_add1", "fused_conv2d4_add1", "mean"}
+    covered = {"fused_conv2d_add", "fused_conv2d3_add", "mean"}
     assert counters["ApplyBatchOneRecords"] == len(covered)
     for gvar, func in before.functions.items():
         if not isinstance(func, tvm.tirx.PrimFunc):
@@ -382,7 +383,7 @@ def test_tuned_build_keeps_parity(tuned_log, monkeypatch):
 
 def test_resume_skips_what_the_log_covers(tuned_log):
     log = open_log(X86, tuned_log)
-    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("mean", "fused_conv2d1_add1")]
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("mean", "fused_conv2d_add")]
     count_done(tasks, log.database())
     assert tasks and all(t.done_trials >= 1 for t in tasks)
     before = log.records_now()
@@ -399,16 +400,16 @@ def test_prune_keeps_the_best_records_of_live_kernels(tuned_log, tmp_path):
     shutil.copytree(tuned_log / X86.log_key, tmp_path / X86.log_key)
     log = open_log(X86, tmp_path)
     tasks = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
-    best_before = float(records_for(tasks["fused_conv2d1_add1"], log.database(), 1)[0].run_secs[0])
+    best_before = float(records_for(tasks["fused_conv2d_add"], log.database(), 1)[0].run_secs[0])
     live = {int(tvm_ffi.structural_hash(tasks[name].extracted.dispatched[0]))
-            for name in ("fused_conv2d1_add1", "mean")}
+            for name in ("fused_conv2d_add", "mean")}
     result = prune_log(log, 1, live)
     assert (result.workloads_before, result.workloads_after) == (3, 2) and result.records_after == 2
     pruned = open_log(X86, tmp_path, create=False)
     database = pruned.database()
     assert pruned.records == 2 and not list((tmp_path).glob("*.pruning")) and not list(tmp_path.glob("*.old"))
-    assert float(records_for(tasks["fused_conv2d1_add1"], database, 1)[0].run_secs[0]) == best_before
-    assert not records_for(tasks["fused_conv2d4_add1"], database)
+    assert float(records_for(tasks["fused_conv2d_add"], database, 1)[0].run_secs[0]) == best_before
+    assert not records_for(tasks["fused_conv2d3_add"], database)
     with pytest.raises(ShuffleTVMError, match="keep at least 1"):
         prune_log(pruned, 0)
 
@@ -420,7 +421,7 @@ def test_time_budget_ends_the_warm_up_and_keeps_its_batches(tmp_path):
     from shuffletvm.tuning.tasks import records_for
 
     result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], time_budget_min=0.02, log_dir=tmp_path,
-                             kernels="fused_conv2d1_|fused_conv2d4_", num_trials_per_iter=16))
+                             kernels="^fused_conv2d_add$|^fused_conv2d3_add$", num_trials_per_iter=16))
     assert result.stop_reason == "time budget reached"
     assert result.trials == 16 and len(result.log.database().get_all_tuning_records()) == 18  # + 2 seeds
     database = result.log.database()
@@ -432,7 +433,7 @@ def test_searching_logged_kernels_without_remeasure_warns(tuned_log, tmp_path):
     """Records keep the time of the run that measured them: searching kernels that have records, without
     --remeasure, says so; with it, the best records are measured again first and nothing is said."""
     shutil.copytree(tuned_log, tmp_path, dirs_exist_ok=True)
-    args = ["tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "--kernels", "fused_conv2d1_", "-q"]
+    args = ["tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "--kernels", "^fused_conv2d_add$", "-q"]
     plain = cli(*args, "--trials", "4")
     assert plain.returncode == 0, plain.stderr
     assert "1 kernels to tune have records measured in earlier runs; --remeasure N" in plain.stderr
@@ -450,7 +451,7 @@ def test_tuning_starts_from_the_hand_schedule_once(tuned_log):
     log = open_log(X86, tuned_log)
     database = log.database()
     target = X86.tvm_target()
-    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("fused_conv2d1_add1", "fused_conv2d4_add1")]
+    tasks = [t for t in _tasks("shufflenet_v2_x0_5") if t.name in ("fused_conv2d_add", "fused_conv2d3_add")]
     assert len(tasks) == 2
     for task in tasks:
         rule, sch = hand_schedule(task, target)
@@ -565,7 +566,7 @@ def test_new_log_starts_from_a_kindred_cpus_best_records(tuned_log, tmp_path):
     kindred_db = open_log(resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu())), tmp_path / "logs",
                           create=False).database()
     config = TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path / "logs",
-                        kernels="fused_conv2d1_|^mean$")
+                        kernels="^fused_conv2d_add$|^mean$")
     first = tune(config)
     database = first.log.database()
     for task in first.tasks:
@@ -598,7 +599,7 @@ def test_kindred_all_starts_tuned_kernels_from_what_the_kindred_log_learnt_since
     other = resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu()))
     _stamped_as(tuned_log / X86.log_key, tmp_path, X86)
     _stamped_as(tuned_log / X86.log_key, tmp_path, other)
-    kernel = "fused_conv2d1_"
+    kernel = "^fused_conv2d_add$"
     further = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=6, log_dir=tmp_path, kernels=kernel,
                               target_options=TargetOptions(mcpu=_same_simd_cpu()), from_kindred=False))
     assert further.trials >= 2 and further.log.path.name == other.log_key
@@ -634,7 +635,7 @@ def test_arm_tuning_through_emulated_rpc_device(emulator, tmp_path):
 
     with EmulatedDevice(emulator=emulator) as device:
         result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], target="arm", trials_per_task=2, log_dir=tmp_path,
-                                 rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="^mean$|fused_conv2d4_"))
+                                 rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="^mean$|^fused_conv2d3_add$"))
     assert result.trials >= 2 and result.failed == 0, result
     log = open_log(resolve_target("arm"), tmp_path)
     assert log.path.name.startswith("arm-") and log.records >= 2
@@ -670,7 +671,7 @@ def test_device_dying_mid_tune_stops_with_records_kept(emulator, tmp_path):
     try:
         with pytest.raises(ShuffleTVMError, match="device failed every trial"):
             tune(TuneConfig(models=["shufflenet_v2_x0_5"], target="arm", trials_per_task=8, log_dir=tmp_path,
-                            rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="^mean$|fused_conv2d4_",
+                            rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="^mean$|^fused_conv2d3_add$",
                             rpc_timeout_s=20, num_trials_per_iter=1))
     finally:
         device.stop()
@@ -683,7 +684,7 @@ def test_device_dying_mid_tune_stops_with_records_kept(emulator, tmp_path):
 
 def _start_tune(log_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "shuffletvm", "tune", "shufflenet_v2_x0_5", "--trials", "64", "--kernels", "fused_conv2d4_",
+        [sys.executable, "-m", "shuffletvm", "tune", "shufflenet_v2_x0_5", "--trials", "64", "--kernels", "^fused_conv2d3_add$",
          "--log-dir", str(log_dir), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -29,6 +29,7 @@ from .passes import (
     FoldBatchNorm,
     FoldShuffleIntoGroupedConv,
     FuseConcatShuffleSplit,
+    FuseStemConvPool,
     KeepIdentityInPlace,
     PackConv1x1Weights,
     PartitionRowsAcrossCores,
@@ -61,6 +62,9 @@ class PipelineOptions:
     # CPUs: the kernels computing a channel concat's inputs write into its buffer; no concat kernel
     # (passes/produce_into_concat.py).
     produce_into_concat: bool = True
+    # CPUs: the stem's conv -> ReLU -> max pool as one kernel, its conv output never in memory
+    # (passes/fuse_stem_conv_pool.py).
+    fuse_stem: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -80,9 +84,11 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
         Phase("library-dispatch", tvm.transform.Sequential(stock["library_dispatch"])),
         # ShuffleNet graph rewrites (see passes/README.md): BatchNorm into conv weights; V1's shuffles read
         # through by the grouped conv after them; V2's concat + shuffle + split as one hand-written copy
-        # kernel. Any BatchNorm left becomes a multiply-add.
+        # kernel; on CPUs, the stem's conv + ReLU + max pool as one hand-written kernel. Any BatchNorm left
+        # becomes a multiply-add.
         Phase("graph-optimize", tvm.transform.Sequential([
             FoldBatchNorm(options.stats),
+            *([FuseStemConvPool(target, options.stats)] if options.fuse_stem else []),
             FoldShuffleIntoGroupedConv(options.stats),
             FuseConcatShuffleSplit(options.stats),
             relax.transform.DecomposeOpsForInference(),
