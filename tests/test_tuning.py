@@ -635,7 +635,8 @@ def test_arm_tuning_through_emulated_rpc_device(emulator, tmp_path):
 
     with EmulatedDevice(emulator=emulator) as device:
         result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], target="arm", trials_per_task=2, log_dir=tmp_path,
-                                 rpc_tracker=str(device.tracker), rpc_key=device.key, kernels="^mean$|^fused_conv2d3_add$"))
+                                 rpc_tracker=str(device.tracker), rpc_key=device.key,
+                                 kernels="^mean$|^fused_conv2d3_add$"))
     assert result.trials >= 2 and result.failed == 0, result
     log = open_log(resolve_target("arm"), tmp_path)
     assert log.path.name.startswith("arm-") and log.records >= 2
@@ -684,8 +685,9 @@ def test_device_dying_mid_tune_stops_with_records_kept(emulator, tmp_path):
 
 def _start_tune(log_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "shuffletvm", "tune", "shufflenet_v2_x0_5", "--trials", "64", "--kernels", "^fused_conv2d3_add$",
-         "--log-dir", str(log_dir), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "shuffletvm", "tune", "shufflenet_v2_x0_5", "--trials", "64",
+         "--kernels", "^fused_conv2d3_add$", "--log-dir", str(log_dir), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 

@@ -3,9 +3,10 @@ ReLU -> 3x3 max pool, stride 2, pad 1. ShuffleNet V1 and V2 both begin so (V1 Ta
 
 Run as two kernels, the conv writes a [N, C, H/2, W/2] activation that the pool reads back at once: 1.2 MB per
 image at 224x224 and 24 channels, 9.6 MB at batch 8 (where the pool ran 272 us warm, 470 us in the model on the
-2-core Intel VM: `benchmarks/sequence_profile.py`). Here the conv rows live in a ring of three rows per core: pool row `py` needs conv rows
-`2py-1, 2py, 2py+1`, and row `2py-1` is the one computed for `py - 1`, so each step computes two new conv rows
-into ring slots `row % 3` and pools them. Every conv row is computed once (twice only at a core's first row).
+2-core Intel VM: `benchmarks/sequence_profile.py`). Here the conv rows live in a ring of three rows per core:
+pool row `py` needs conv rows `2py-1, 2py, 2py+1`, and row `2py-1` is the one computed for `py - 1`, so each
+step computes two new conv rows into ring slots `row % 3` and pools them. Every conv row is computed once
+(twice only at a core's first row).
 
     for task in parallel(N * bands):              # image n, band of pool rows [p0, p1)
       conv row 2*p0 - 1 -> ring                   # (none for p0 = 0)

@@ -107,6 +107,7 @@ class FuseStemConvPool:
             self.kernels[spec] = self.builder.add_func(kernel, "stem_conv_pool")
         conv_height, conv_width = spec.conv_shape
         self.counters[self.__class__.__name__] += 1
-        self.counters[f"{self.__class__.__name__}.bytes"] += 2 * batch * spec.out_channels * conv_height * conv_width * 4
+        conv_bytes = batch * spec.out_channels * conv_height * conv_width * 4
+        self.counters[f"{self.__class__.__name__}.bytes"] += 2 * conv_bytes  # written, then read back
         args = [matches[self.data], relax.const(pack_weight(weight)), relax.const(bias.reshape(-1))]
         return relax.call_tir(self.kernels[spec], args, relax.TensorType(spec.out_shape, spec.dtype))
