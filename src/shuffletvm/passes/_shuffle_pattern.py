@@ -1,4 +1,5 @@
-"""What the shuffle passes share: the channel-shuffle chain as both importers emit it, checked."""
+"""What the graph passes share: the Relax functions they rewrite, dataflow bindings, and the channel-shuffle
+chain as both importers emit it, checked."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ from typing import Any
 
 from tvm import relax
 from tvm.relax.dpl import is_op, wildcard
+
+
+def graph_functions(mod: Any) -> list[tuple[Any, relax.Function]]:
+    """(GlobalVar, function) for the module's Relax functions a graph pass rewrites: not the primitive functions
+    operator fusion makes, nor TensorIR kernels."""
+    return [(gvar, func) for gvar, func in mod.functions.items() if isinstance(func, relax.Function)
+            and not (func.attrs is not None and func.attrs.get("Primitive", 0))]
 
 
 def shape_of(expr: relax.Expr) -> list[int] | None:

@@ -25,7 +25,8 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call
 
 from ..kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
-from ._shuffle_pattern import Bindings, channel_shuffle, shape_of, shuffle_patterns, unit_stride_nchw
+from ._shuffle_pattern import (Bindings, channel_shuffle, graph_functions, shape_of, shuffle_patterns,
+                               unit_stride_nchw)
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="FoldShuffleIntoGroupedConv")
@@ -41,9 +42,7 @@ class FoldShuffleIntoGroupedConv:
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         self.builder = relax.BlockBuilder(mod)
         self.kernels: dict[ShuffledGroupConvSpec, tvm.ir.GlobalVar] = {}
-        for gvar, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
-                continue
+        for gvar, func in graph_functions(mod):
             self.bindings = Bindings(func)
             self.builder.update_func(gvar, rewrite_call(self.conv, self._rewrite, func))
         return self.builder.get()

@@ -33,7 +33,7 @@ from tvm import relax
 from tvm.relax.dpl import is_op, rewrite_call, wildcard
 
 from ..kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
-from ._shuffle_pattern import Bindings, channel_shuffle
+from ._shuffle_pattern import Bindings, channel_shuffle, graph_functions
 from ._shuffle_pattern import shape_of as _shape
 
 
@@ -57,9 +57,7 @@ class FuseConcatShuffleSplit:
         self.target = tvm.target.Target.current(allow_none=False)
         self.builder = relax.BlockBuilder(mod)
         self.kernels: dict[ShuffleSpec, tvm.ir.GlobalVar] = {}
-        for gvar, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
-                continue
+        for gvar, func in graph_functions(mod):
             for pattern in (self.split, self.slice, self.slice_no_strides, self.shuffle):
                 self.bindings = Bindings(func)
                 self.slice_uses = Counter(  # per variable: how many channel slices read it

@@ -33,7 +33,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from ..kernels.stem_conv_pool import StemSpec, pack_weight, stem_conv_pool
-from ._shuffle_pattern import Bindings, shape_of
+from ._shuffle_pattern import Bindings, graph_functions, shape_of
 
 
 def _ints(values: Any) -> list[int]:
@@ -73,9 +73,7 @@ class FuseStemConvPool:
             return mod
         self.builder = relax.BlockBuilder(mod)
         self.kernels: dict[StemSpec, tvm.ir.GlobalVar] = {}
-        for gvar, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
-                continue
+        for gvar, func in graph_functions(mod):
             self.bindings = Bindings(func)
             self.builder.update_func(gvar, rewrite_call(self.pool, self._rewrite, func))
         return self.builder.get()

@@ -49,7 +49,7 @@ from tvm import relax
 from tvm.ir.expr import GenericConst  # 0.27: what relax.const makes
 
 from ..kernels.stage_buffer_conv import BufferConvSpec, gather_conv1x1, scatter_conv1x1
-from ._shuffle_pattern import shape_of, unit_stride_nchw
+from ._shuffle_pattern import graph_functions, shape_of, unit_stride_nchw
 
 
 def shuffle_map(channels: int, groups: int) -> np.ndarray:
@@ -93,9 +93,7 @@ class KeepIdentityInPlace:
         self.builder = relax.BlockBuilder(mod)
         self.kernels: dict[tuple[str, BufferConvSpec], tvm.ir.GlobalVar] = {}
         changed = False
-        for gvar, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
-                continue
+        for gvar, func in graph_functions(mod):
             graph = _Graph(func)
             chains = [c for c in (self._chain(graph, v) for v in graph.order) if c is not None]
             if chains:

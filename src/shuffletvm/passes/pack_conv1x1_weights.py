@@ -40,7 +40,7 @@ from tvm import relax
 from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_const, is_op, rewrite_call, wildcard
 
 from ..kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
-from ._shuffle_pattern import shape_of, unit_stride_nchw
+from ._shuffle_pattern import graph_functions, shape_of, unit_stride_nchw
 
 MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: measured, table above
 MIN_BLOCK = 8  # blocks of 16 and 8 channels were measured; narrower ones were not
@@ -76,9 +76,7 @@ class PackConv1x1Weights:
         self.mod = mod
         self.builder = relax.BlockBuilder(mod)
         self.kernels: dict[PackedConv1x1Spec, tvm.ir.GlobalVar] = {}
-        for gvar, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
-                continue
+        for gvar, func in graph_functions(mod):
             self.builder.update_func(gvar, rewrite_call(self.pattern, self._rewrite, func))
         return relax.transform.DeadCodeElimination()(self.builder.get())  # the replaced shuffled kernels
 

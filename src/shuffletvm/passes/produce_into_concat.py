@@ -50,7 +50,7 @@ from tvm import relax, s_tir, tirx
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 
 from ..tvm_compat import IF_THEN_ELSE, tir_expr_classes
-from ._shuffle_pattern import shape_of, use_counts
+from ._shuffle_pattern import graph_functions, shape_of, use_counts
 
 CHANNELS = 1  # the concat axis this pass takes (NCHW)
 EXPR = tir_expr_classes()
@@ -76,9 +76,7 @@ class ProduceIntoConcat:
         builder = relax.BlockBuilder(mod)
         kernels: dict[tuple, tvm.ir.GlobalVar] = {}
         changed = False
-        for gvar, func in mod.functions.items():
-            if not isinstance(func, relax.Function) or (func.attrs is not None and func.attrs.get("Primitive", 0)):
-                continue
+        for gvar, func in graph_functions(mod):
             plan = self._plan(mod, func, builder, kernels)
             if plan:
                 builder.update_func(gvar, _Rewriter(builder, plan).visit_expr(func))

@@ -263,7 +263,7 @@ def tune(config: TuneConfig) -> TuneResult:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         threads_before = os.environ.get("TVM_NUM_THREADS")
         builder, runner = builder_and_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir,
-                                          log.rows_ratio, before_build=progress.before_build)
+                                             log.rows_ratio, before_build=progress.before_build)
         try:
             if again:
                 database = _measure_again(again, log, database, builder, runner, tvm_target)
