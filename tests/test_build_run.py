@@ -130,7 +130,7 @@ def test_cuda_module_builds_without_a_gpu(tmp_path):
     assert int(kernels.split(", ")[1].split()[0]) >= 15, kernels
     embedded = read_embedded(out)
     assert embedded is not None, "no compiled CUDA kernels embedded"
-    sha, fatbin = embedded
+    _sha, fatbin = embedded
     assert fatbin[:4] == b"\x50\xed\x55\xba" and b"sm_90" in fatbin  # fatbin magic; SASS for sm_90 inside
     assert b"__global__" in out.read_bytes()  # TVM's CUDA source module, which the embedded fatbin answers for
     assert read_embedded(REPO / "pyproject.toml") is None

@@ -47,10 +47,13 @@ def test_legacy_export_has_dynamic_chunk_and_repair_folds_it_exactly(legacy_v2):
 
 
 def test_stock_importer_fails_on_the_unrepaired_file(legacy_v2):
+    import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    with pytest.raises(Exception):
+    # the Shape/Gather/Slice chain leaves the split's slices (and the concat of their results) with symbolic
+    # shapes, which legalization skips: VM codegen then meets an operator it cannot emit
+    with pytest.raises(tvm.error.InternalError, match="cannot emit this Relax operator"):
         relax.build(from_onnx(onnx.load(str(legacy_v2)), keep_params_in_input=False), target="llvm")
 
 

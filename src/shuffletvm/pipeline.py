@@ -184,9 +184,10 @@ def batch_one_kernels(mod: tvm.IRModule, target: Any) -> dict[str, Any]:
 def lower_for_tuning(mod: tvm.IRModule, target: Any, options: PipelineOptions | None = None) -> tvm.IRModule:
     """Run the phases before `schedule`: the TensorIR kernels they leave are what tuning sees and what the
     build later looks up in the database, so both must come from these same phases."""
-    for _phase, mod in run_phases(mod, target, options or PipelineOptions(), until=TUNING_LAST_PHASE):
+    lowered = mod
+    for _phase, lowered in run_phases(mod, target, options or PipelineOptions(), until=TUNING_LAST_PHASE):
         pass
-    return mod
+    return lowered
 
 
 def make_pipeline(target: Any, options: PipelineOptions | None = None) -> tvm.transform.Pass:
@@ -194,9 +195,10 @@ def make_pipeline(target: Any, options: PipelineOptions | None = None) -> tvm.tr
 
     @tvm.transform.module_pass(opt_level=0, name="ShuffleTVMPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        for _phase, mod in run_phases(mod, target, options):
+        built = mod
+        for _phase, built in run_phases(mod, target, options):
             pass
-        return mod
+        return built
 
     return _pipeline
 

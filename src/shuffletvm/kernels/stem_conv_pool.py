@@ -113,77 +113,44 @@ def stem_conv_pool(spec: StemSpec, lanes: int, cores: int) -> tirx.PrimFunc:
     rows = -(-ph_ // bands)
     dtype = spec.dtype
 
-    # Each macro runs over the channels as `full` vectors of `lanes`, then the two pieces left (if any).
     @T.macro
-    def init(acc, j, bias):  # the bias first: measured 81-89 us against 105 adding it at the store
+    def channels(op, *args):  # `op(c, *args)` for every channel c: `full` vectors of `lanes`, then the pieces left
         if full > 0:
             for v in T.unroll(full):
                 for c in T.vectorized(lanes):
-                    acc[j, v * lanes + c] = bias[v * lanes + c]
+                    op(v * lanes + c, *args)
         if len(pieces) > 0:
             for c in T.vectorized(l1):
-                acc[j, s1 + c] = bias[s1 + c]
+                op(s1 + c, *args)
         if len(pieces) > 1:
             for c in T.vectorized(l2):
-                acc[j, s2 + c] = bias[s2 + c]
+                op(s2 + c, *args)
 
     @T.macro
-    def fma(acc, j, value, wt, ci, ky, kx):
-        if full > 0:
-            for v in T.unroll(full):
-                for c in T.vectorized(lanes):
-                    acc[j, v * lanes + c] = acc[j, v * lanes + c] + value * wt[ci, ky, kx, v * lanes + c]
-        if len(pieces) > 0:
-            for c in T.vectorized(l1):
-                acc[j, s1 + c] = acc[j, s1 + c] + value * wt[ci, ky, kx, s1 + c]
-        if len(pieces) > 1:
-            for c in T.vectorized(l2):
-                acc[j, s2 + c] = acc[j, s2 + c] + value * wt[ci, ky, kx, s2 + c]
+    def init(c, acc, j, bias):  # the bias first: measured 81-89 us against 105 adding it at the store
+        acc[j, c] = bias[c]
 
     @T.macro
-    def store(ring, slot, px, acc, j):
-        if full > 0:
-            for v in T.unroll(full):
-                for c in T.vectorized(lanes):
-                    ring[slot, px, v * lanes + c] = acc[j, v * lanes + c]
-        if len(pieces) > 0:
-            for c in T.vectorized(l1):
-                ring[slot, px, s1 + c] = acc[j, s1 + c]
-        if len(pieces) > 1:
-            for c in T.vectorized(l2):
-                ring[slot, px, s2 + c] = acc[j, s2 + c]
+    def fma(c, acc, j, value, wt, ci, ky, kx):
+        acc[j, c] = acc[j, c] + value * wt[ci, ky, kx, c]
 
     @T.macro
-    def zero(stage, px):  # the ReLU: the window's max starts at 0
-        if full > 0:
-            for v in T.unroll(full):
-                for c in T.vectorized(lanes):
-                    stage[px, v * lanes + c] = T.cast(0, dtype)
-        if len(pieces) > 0:
-            for c in T.vectorized(l1):
-                stage[px, s1 + c] = T.cast(0, dtype)
-        if len(pieces) > 1:
-            for c in T.vectorized(l2):
-                stage[px, s2 + c] = T.cast(0, dtype)
+    def store(c, ring, slot, px, acc, j):
+        ring[slot, px, c] = acc[j, c]
 
     @T.macro
-    def pool(stage, px, ring, slot, col):
-        if full > 0:
-            for v in T.unroll(full):
-                for c in T.vectorized(lanes):
-                    stage[px, v * lanes + c] = T.max(stage[px, v * lanes + c], ring[slot, col, v * lanes + c])
-        if len(pieces) > 0:
-            for c in T.vectorized(l1):
-                stage[px, s1 + c] = T.max(stage[px, s1 + c], ring[slot, col, s1 + c])
-        if len(pieces) > 1:
-            for c in T.vectorized(l2):
-                stage[px, s2 + c] = T.max(stage[px, s2 + c], ring[slot, col, s2 + c])
+    def zero(c, stage, px):  # the ReLU: the window's max starts at 0
+        stage[px, c] = T.cast(0, dtype)
+
+    @T.macro
+    def pool(c, stage, px, ring, slot, col):
+        stage[px, c] = T.max(stage[px, c], ring[slot, col, c])
 
     @T.macro
     def conv_row(x, wt, bias, ring, acc, n, cy):
         for block in range(cw_ // j_):
             for j in T.unroll(j_):
-                init(acc, j, bias)
+                channels(init, acc, j, bias)
             for ci in range(ci_):
                 for ky in T.unroll(3):
                     iy = 2 * cy - 1 + ky
@@ -192,9 +159,9 @@ def stem_conv_pool(spec: StemSpec, lanes: int, cores: int) -> tirx.PrimFunc:
                             for j in T.unroll(j_):
                                 ix = 2 * (block * j_ + j) - 1 + kx
                                 value = T.if_then_else(ix >= 0, x[n, ci, iy, T.max(ix, 0)], T.cast(0, dtype))
-                                fma(acc, j, value, wt, ci, ky, kx)
+                                channels(fma, acc, j, value, wt, ci, ky, kx)
             for j in T.unroll(j_):
-                store(ring, cy % 3, block * j_ + j, acc, j)
+                channels(store, ring, cy % 3, block * j_ + j, acc, j)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(x: T.Buffer((n_, ci_, h_, w_), dtype), wt: T.Buffer((ci_, 3, 3, c_), dtype),
@@ -219,19 +186,19 @@ def stem_conv_pool(spec: StemSpec, lanes: int, cores: int) -> tirx.PrimFunc:
                         b = (2 * py + 1) % 3
                         d = (2 * py + 2) % 3  # row 2py - 1
                         for px in range(pw_):
-                            zero(stage, px)
-                            pool(stage, px, ring, a, 2 * px)
-                            pool(stage, px, ring, a, 2 * px + 1)
-                            pool(stage, px, ring, b, 2 * px)
-                            pool(stage, px, ring, b, 2 * px + 1)
+                            channels(zero, stage, px)
+                            channels(pool, stage, px, ring, a, 2 * px)
+                            channels(pool, stage, px, ring, a, 2 * px + 1)
+                            channels(pool, stage, px, ring, b, 2 * px)
+                            channels(pool, stage, px, ring, b, 2 * px + 1)
                             if px > 0:
-                                pool(stage, px, ring, a, 2 * px - 1)
-                                pool(stage, px, ring, b, 2 * px - 1)
+                                channels(pool, stage, px, ring, a, 2 * px - 1)
+                                channels(pool, stage, px, ring, b, 2 * px - 1)
                             if py > 0:
-                                pool(stage, px, ring, d, 2 * px)
-                                pool(stage, px, ring, d, 2 * px + 1)
+                                channels(pool, stage, px, ring, d, 2 * px)
+                                channels(pool, stage, px, ring, d, 2 * px + 1)
                                 if px > 0:
-                                    pool(stage, px, ring, d, 2 * px - 1)
+                                    channels(pool, stage, px, ring, d, 2 * px - 1)
                         for c in range(c_):
                             for px in T.vectorized(pw_):
                                 out[n, c, py, px] = stage[px, c]
