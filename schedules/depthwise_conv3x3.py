@@ -1,12 +1,19 @@
 """Depthwise 3×3 convolution (stride 1 and 2), NCHW: every V1 and V2 unit has one.
 
 CPU (x86 AVX-512/AVX2, aarch64 NEON): one (image, channel) plane at a time. The padded input plane is built
-for it (it stays in L1), each output row is accumulated in registers (a `local` cache, the whole row one
-vector: 28, 14 or 7 lanes, which LLVM splits into the target's registers) over the 9 unrolled taps, then bias
-and any ReLU/residual are applied as the row is written. No reduction runs inside a vector lane, so no
-fast-math reassociation is needed. Planes run in parallel only when the kernel has at least `PARALLEL_MACS`
-multiply-adds: ShuffleNet's depthwise convs at batch 1 are 0.1-0.8 M MACs, a few microseconds, less than
-waking a thread pool costs (the tuned schedules MetaSchedule finds for them are single-threaded too).
+for it (it stays in L1), each output row is accumulated in registers (a `local` cache) over the 9 unrolled
+taps, then bias and any ReLU/residual are applied as the row is written. A row is one vector where LLVM splits
+it cleanly into registers: it fits one (14 or 7 lanes on AVX-512, widened to a register), or what is left after
+whole registers is a power of two (28 on AVX2: 8 + 8 + 8 + 4). Else, on x86, it is computed as equal vectors of
+at most a register (28 on AVX-512: two of 14; 14 on AVX2: two of 7): for 16 + 12 or 8 + 6 LLVM builds the
+operands from scalar inserts (the weight broadcasts, each tap). Measured alone, one thread: AVX-512, every 28x28
+plane (24-116 channels), two 14-lane vectors 0.69-0.79x the time of one 28-lane one (16 + 12 lanes with
+`loop_partition`: 0.58x, but the blocks it adds hide the row loop from PartitionRowsAcrossCores); AVX2, 14x14,
+two of 7 0.88x; AVX2, 28x28, four of 7 1.5x, two of 14 1.05x (so 28 stays whole there). No reduction runs
+inside a vector lane, so no fast-math reassociation is needed. Planes run in parallel only when the kernel has
+at least `PARALLEL_MACS` multiply-adds: ShuffleNet's depthwise convs at batch 1 are 0.1-0.8 M MACs, a few
+microseconds, less than waking a thread pool costs (the tuned schedules MetaSchedule finds for them are
+single-threaded too).
 
 GPU (CUDA): one thread per output element, a thread block per group of planes; the 9 taps unrolled.
 """
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import conv_shape, fold_epilogue, pad_producer
+from ._common import conv_shape, divisor_at_most, fold_epilogue, pad_producer, vector_lanes
 
 GPU_THREADS = 128
 PARALLEL_MACS = 2_000_000
@@ -32,14 +39,16 @@ def schedule(func: Any, target: Any) -> Any | None:
     conv = sch.get_sblock(shape.block)
     if "gpu" in target.keys:
         return _gpu(sch, conv, shape)
-    return _cpu(sch, conv, shape)
+    return _cpu(sch, conv, shape, vector_lanes(target))
 
 
-def _cpu(sch: Any, conv: Any, shape: Any) -> Any:
+def _cpu(sch: Any, conv: Any, shape: Any, lanes: int) -> Any:
     pad = pad_producer(sch, conv)
     write = fold_epilogue(sch, sch.cache_write(conv, 0, "local"))
     n, f, y, x, rc, ry, rx = sch.get_loops(conv)
-    sch.reorder(n, f, y, rc, ry, rx, x)
+    vector = _row_vector(shape.out_w, lanes)
+    x0, x = sch.split(x, [None, vector])
+    sch.reorder(n, f, y, rc, ry, rx, x0, x)
     plane = sch.fuse(n, f)
     sch.reverse_compute_at(write, y)
     if pad is not None:
@@ -48,12 +57,23 @@ def _cpu(sch: Any, conv: Any, shape: Any) -> Any:
     sch.unroll(ry)
     sch.unroll(rx)
     sch.vectorize(x)  # before the init is split off: vectorize checks the block is a complete reduction
-    sch.vectorize(sch.get_loops(write)[-1])
+    sch.vectorize(sch.split(sch.get_loops(write)[-1], [None, vector])[1])
     if shape.batch * shape.out_channels * shape.out_h * shape.out_w * 9 >= PARALLEL_MACS:
         sch.parallel(plane)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
     return sch
+
+
+def _row_vector(width: int, lanes: int) -> int:
+    """The lanes of the vectors an output row is computed in: the whole row where LLVM splits it cleanly into
+    registers (it fits one, or what is left after whole registers is a power of two), else, on x86, equal vectors
+    of at most a register (AVX-512: 28 as two of 14; AVX2: 14 as two of 7). NEON keeps the whole row (nothing
+    measured there)."""
+    rest = width % lanes
+    if width <= lanes or lanes < 8 or rest & (rest - 1) == 0:
+        return width
+    return divisor_at_most(width, lanes)
 
 
 def _gpu(sch: Any, conv: Any, shape: Any) -> Any:

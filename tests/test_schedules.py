@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tvm
 from shuffletvm.schedules import RULES, fallback
+from tvm.s_tir.stmt import SBlockRealize
 
 from shuffletvm.targets import resolve_target
 
@@ -130,3 +131,51 @@ def test_row_tiles_on_avx2_split_rows_wider_than_a_register():
     args = [rng.standard_normal(s).astype(np.float32) for s in ((1, 24, 14, 14), (16, 24, 1, 1), (1, 16, 14, 14))]
     np.testing.assert_allclose(_run(sch.mod["main"], [a.copy() for a in args]), _run(func, [a.copy() for a in args]),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mcpu, lanes, rows", [
+    ("skylake-avx512", 16, {28: 14, 14: 14, 32: 32}),
+    ("haswell", 8, {28: 28, 14: 7, 32: 32}),
+])
+def test_depthwise_rows_llvm_cannot_split_cleanly_are_computed_as_equal_vectors(mcpu, lanes, rows):
+    """A row that is not one register, nor whole registers plus a power of two (28 wide on AVX-512: 16 + 12; 14
+    wide on AVX2: 8 + 6), as equal vectors of at most a register, in the accumulation, its init and the write:
+    LLVM builds such a vector's operands from scalar inserts. Other rows stay one vector (28x28 planes, 56x56
+    ones at stride 2, 14x14, 32x32). Each computes what the unscheduled kernel does."""
+    from tvm import te, topi
+
+    from shuffletvm.schedules import depthwise_conv3x3
+    from shuffletvm.schedules._common import vector_lanes
+    from shuffletvm.targets import TargetOptions
+
+    target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
+    assert vector_lanes(target) == lanes
+    rng = np.random.default_rng(0)
+    for channels, size, stride in ((24, 28, 1), (8, 56, 2), (16, 14, 1), (16, 32, 1)):
+        x = te.placeholder((1, channels, size, size), name="x")
+        w = te.placeholder((channels, 1, 3, 3), name="w")
+        b = te.placeholder((1, channels, 1, 1), name="b")
+        out = topi.add(topi.nn.group_conv2d_nchw(x, w, stride, 1, 1, channels), b)
+        func = te.create_prim_func([x, w, b, out])
+        sch = depthwise_conv3x3.schedule(func, target)
+        width = (size - 1) // stride + 1
+        # the accumulation, its init, the write
+        assert _vector_loops(sch.mod["main"], but="pad_temp") == [rows[width]] * 3, (channels, size, stride)
+        args = [rng.standard_normal([int(d) for d in t.shape]).astype(np.float32) for t in (x, w, b, out)]
+        got, expected = (_run(f, [a.copy() for a in args]) for f in (sch.mod["main"], func))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def _vector_loops(func: tvm.tirx.PrimFunc, but: str) -> list[int]:
+    """The extents of `func`'s vectorized loops, largest first, but those over block `but`."""
+    from shuffletvm.passes.partition_rows_across_cores import _loops, _walk
+
+    extents: list[int] = []
+    for loop in _loops(func.body):
+        if loop.kind != tvm.tirx.ForKind.VECTORIZED:
+            continue
+        names: list[str] = []
+        _walk(loop.body, lambda s: names.append(s.block.name_hint) if isinstance(s, SBlockRealize) else None)
+        if but not in names:
+            extents.append(int(loop.extent))
+    return sorted(extents, reverse=True)
