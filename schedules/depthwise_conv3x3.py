@@ -6,14 +6,13 @@ taps, then bias and any ReLU/residual are applied as the row is written. A row i
 it cleanly into registers: it fits one (14 or 7 lanes on AVX-512, widened to a register), or what is left after
 whole registers is a power of two (28 on AVX2: 8 + 8 + 8 + 4). Else, on x86, it is computed as equal vectors of
 at most a register (28 on AVX-512: two of 14; 14 on AVX2: two of 7): for 16 + 12 or 8 + 6 LLVM builds the
-operands from scalar inserts (the weight broadcasts, each tap). Measured alone, one thread: AVX-512, every 28x28
-plane (24-116 channels), two 14-lane vectors 0.69-0.79x the time of one 28-lane one (16 + 12 lanes with
-`loop_partition`: 0.58x, but the blocks it adds hide the row loop from PartitionRowsAcrossCores); AVX2, 14x14,
-two of 7 0.88x; AVX2, 28x28, four of 7 1.5x, two of 14 1.05x (so 28 stays whole there). No reduction runs
-inside a vector lane, so no fast-math reassociation is needed. Planes run in parallel only when the kernel has
-at least `PARALLEL_MACS` multiply-adds: ShuffleNet's depthwise convs at batch 1 are 0.1-0.8 M MACs, a few
-microseconds, less than waking a thread pool costs (the tuned schedules MetaSchedule finds for them are
-single-threaded too).
+operands from scalar inserts (the weight broadcasts, each tap). Measured (`benchmarks/depthwise_rows.py`, one
+thread): AVX-512, 28x28 planes (24-116 channels) 0.80-0.81x the time of one 28-lane vector, 56x56 at stride 2
+0.89x; AVX2, 14x14 0.88x. As 16 + 12 lanes (`loop_partition`) the rows were faster still in a trial, but the
+blocks `loop_partition` adds hide the row loop from PartitionRowsAcrossCores. No reduction runs inside a
+vector lane, so no fast-math reassociation is needed. Planes run in parallel only when the kernel has at least
+`PARALLEL_MACS` multiply-adds: ShuffleNet's depthwise convs at batch 1 are 0.1-0.8 M MACs, a few microseconds,
+less than waking a thread pool costs (the tuned schedules MetaSchedule finds for them are single-threaded too).
 
 GPU (CUDA): one thread per output element, a thread block per group of planes; the 9 taps unrolled.
 """
