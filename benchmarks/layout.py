@@ -2,8 +2,9 @@
 vectorized over pixels) vs weights pre-packed in output-channel blocks (kernels/packed_conv1x1.py +
 schedules/packed_conv1x1.py, vectorized over output channels). Hand schedules both, one kernel at a time
 (no epilogue), batch 1, the 7x7 and 14x14 1x1 convs of V2 1.0x and V1 g3 1.0x. Each target's variants are
-measured interleaved, medians of the rounds. AVX2 runs as AVX2 code on this (AVX-512) CPU.
-The policy this decides is `passes/pack_conv1x1_weights.py` (MAX_PLANE, MIN_BLOCK).
+measured interleaved, medians of the rounds. AVX2 runs as AVX2 code on this (AVX-512) CPU. "padded": an
+ungrouped conv's channels rounded up to whole registers (232 -> 240), its crop block writing the real ones.
+The policy this decides is `passes/pack_conv1x1_weights.py` (MAX_PLANE, MIN_BLOCK, `weight_block`).
 
     python benchmarks/layout.py [--rounds 10] [--out benchmarks/LAYOUT.md]
 """
@@ -49,6 +50,7 @@ def variants(shape: tuple, target) -> dict[str, tuple]:
 
     from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
     from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
+    from shuffletvm.passes.pack_conv1x1_weights import MIN_BLOCK
 
     _, cin, cout, groups, shuffle, side = shape
     rng = np.random.default_rng(0)
@@ -60,11 +62,13 @@ def variants(shape: tuple, target) -> dict[str, tuple]:
     found["NCHW"] = _timer(grouped_conv1x1.schedule(_main(nchw), target), target, [x, w, out])
     lanes = vector_lanes(target)
     for block in (lanes, lanes // 2):
-        if block < 8 or (cout // groups) % block:
+        padded_ok = block == lanes and groups == 1 and lanes // 2 >= MIN_BLOCK and cout % (lanes // 2) == 0
+        if block < MIN_BLOCK or (cout // groups) % block and not padded_ok:
             continue
         func = packed_conv1x1(PackedConv1x1Spec(1, cin, cout, side, side, groups, shuffle, block=block))
-        found[f"packed B{block}"] = _timer(packed_rule.schedule(_main(func), target), target,
-                                           [x, pack_weight(w, block), out.copy()])
+        padded = " padded" if cout % block else ""
+        found[f"packed B{block}{padded}"] = _timer(packed_rule.schedule(_main(func), target), target,
+                                                   [x, pack_weight(w, block), out.copy()])
     return found
 
 
@@ -116,7 +120,7 @@ def main() -> None:
         "",
         f"Measured in {time.perf_counter() - started:.0f} s. Policy (passes/pack_conv1x1_weights.py, MAX_PLANE): "
         "pack 7x7 planes with AVX-512, 7x7 and 14x14 with AVX2, where a block of 16 or 8 divides the output "
-        "channels per group.",
+        "channels per group; an ungrouped conv that half a register divides is padded to whole registers.",
     ]
     write_text_atomic("\n".join(lines) + "\n", args.out)
     print("\n".join(lines))

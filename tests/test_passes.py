@@ -402,6 +402,32 @@ def test_pack_conv1x1_weights_before_expected():
     np.testing.assert_allclose(_run(after, data)[0], _run(mod, data)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_pack_pads_ungrouped_channels_to_whole_registers():
+    """40 output channels on AVX-512: blocks of 16 with the weights zero-padded to 48, not blocks of 8. The
+    kernel accumulates 48 channels and its crop block writes the 40 real ones."""
+    avx512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
+    weight = _const(40, 24, 1, 1)
+    x = relax.Var("x", _t(1, 24, 7, 7))
+    mod = _module([x], lambda bb, x: relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, weight))))
+    after, counters = _pack(mod, avx512)
+
+    x2 = relax.Var("x", _t(1, 24, 7, 7))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x2]):
+        with bb.dataflow():
+            kernel = bb.add_func(packed_conv1x1(PackedConv1x1Spec(1, 24, 40, 7, 7, 1, 1, block=16)), "conv1x1_packed")
+            packed = pack_weight(weight.value.numpy(), 16)
+            conv = bb.emit(relax.call_tir(kernel, [x2, relax.const(packed)], _t(1, 40, 7, 7)))
+            out = bb.emit_output(relax.op.nn.relu(conv))
+        bb.emit_func_output(out)
+    tvm.ir.assert_structural_equal(after, bb.get(), map_free_vars=True)
+    assert counters["PackConv1x1Weights"] == 1
+    assert packed.shape == (3, 24, 16) and not packed[2, :, 8:].any()  # channels 40-47: zero
+    assert 'T.sblock("conv1x1_packed_crop")' in after["conv1x1_packed"].script()
+    data = RNG.standard_normal((1, 24, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], _run(mod, data)[0], rtol=1e-5, atol=1e-5)
+
+
 def test_pack_reads_through_a_folded_shuffle():
     """V1's grouped conv after a shuffle (FoldShuffleIntoGroupedConv's kernel) on a 7x7 plane: packed, and the
     shuffle is still read through; the replaced kernel is gone."""
@@ -437,10 +463,12 @@ def test_pack_near_misses_unchanged(case):
 
 def test_weight_block_policy():
     """Measured per target (the table in passes/pack_conv1x1_weights.py): 7x7 planes with AVX-512, up to 14x14
-    with AVX2, the widest block that divides the output channels per group."""
+    with AVX2, the widest block that divides the output channels per group; an ungrouped conv that half a
+    register divides gets whole registers, padded (232 -> 240), a grouped one the half."""
     avx512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
     avx2 = resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()
-    assert weight_block(avx512, 1024, 49) == 16 and weight_block(avx512, 232, 49) == 8
+    assert weight_block(avx512, 1024, 49) == 16 and weight_block(avx512, 232, 49) == 16
+    assert weight_block(avx512, 232, 49, groups=2) == 8 and weight_block(avx2, 116, 196) is None
     assert weight_block(avx2, 232, 49) == 8 and weight_block(avx2, 20, 49) is None
     assert weight_block(avx512, 1024, 196) is None and weight_block(avx512, 20, 49) is None
     assert weight_block(avx2, 40, 196) == 8 and weight_block(avx2, 40, 784) is None

@@ -166,6 +166,39 @@ def test_depthwise_rows_llvm_cannot_split_cleanly_are_computed_as_equal_vectors(
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_packed_conv_padded_to_whole_registers_accumulates_full_vectors():
+    """232 output channels on a 7x7 plane (V2 1.0x's last stage) with AVX-512: the weights padded to 240, the
+    accumulation and its init 16 lanes wide; the write-back, with the bias and ReLU folded in, skips the 8
+    padded channels. The fused kernel as the pipeline leaves it computes what it did unscheduled."""
+    from tvm import relax
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from shuffletvm.kernels.packed_conv1x1 import CROP_NAME
+    from shuffletvm.pipeline import lower_for_tuning
+    from shuffletvm.schedules import packed_conv1x1
+    from shuffletvm.targets import TargetOptions
+
+    rng = np.random.default_rng(0)
+    weight = relax.const(rng.standard_normal((232, 232, 1, 1)).astype(np.float32))
+    bias = relax.const(rng.standard_normal((1, 232, 1, 1)).astype(np.float32))
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 232, 7, 7), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, weight))
+            out = bb.emit_output(relax.op.nn.relu(bb.emit(relax.op.add(conv, bias))))
+        bb.emit_func_output(out)
+    avx512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
+    mod = lower_for_tuning(bb.get(), avx512)
+    [func] = [f for f in mod.functions.values()
+              if isinstance(f, tvm.tirx.PrimFunc) and f'T.sblock("{CROP_NAME}")' in f.script()]
+    assert _vector_loops(packed_conv1x1.schedule(func, avx512).mod["main"], but=CROP_NAME) == [16, 16]
+    # numerics scheduled for this machine's CPU (AVX2 runs the 16-lane blocks as two registers)
+    args = [_arg(a, rng) for a in ArgInfo.from_prim_func(func)]
+    got, expected = (_run(f, [a.copy() for a in args]) for f in (packed_conv1x1.schedule(func, X86).mod["main"], func))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
 def _vector_loops(func: tvm.tirx.PrimFunc, but: str) -> list[int]:
     """The extents of `func`'s vectorized loops, largest first, but those over block `but`."""
     from shuffletvm.passes.partition_rows_across_cores import _loops, _walk

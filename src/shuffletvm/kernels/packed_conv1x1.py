@@ -9,6 +9,12 @@ input pixel — what a 7x7 plane needs, where 49 pixels do not fill 16-lane vect
 `passes/pack_conv1x1_weights.py` for the measurements and the policy). `perm` is a channel shuffle read
 through (`shuffle_groups` > 1, from FoldShuffleIntoGroupedConv) or the identity (1).
 
+Ungrouped, the output channels need not be a whole number of blocks: the weights are then zero-padded to one
+(232 -> 240 channels with B = 16), the kernel accumulates all padded channels into an intermediate and a second
+block (`conv1x1_packed_crop`) writes the real ones — so a schedule keeps full-width vectors where half-width ones
+divided the channels (measured in `passes/pack_conv1x1_weights.py`). Whole blocks get the one-block kernel they
+always had (its workload, and so its tuning records, unchanged).
+
 Block `conv1x1_packed`, reduction axis rc; op_pattern OutEWiseFusable so bias / residual / ReLU fuse after it.
 """
 
@@ -22,17 +28,31 @@ from tvm import te, tirx
 from .shuffled_group_conv import OUT_EWISE_FUSABLE, ShuffledGroupConvSpec, i64
 
 BLOCK_NAME = "conv1x1_packed"
+CROP_NAME = "conv1x1_packed_crop"
 
 
 @dataclass(frozen=True)
 class PackedConv1x1Spec(ShuffledGroupConvSpec):
-    block: int = 16  # output channels per weight block (divides out_channels / conv_groups)
+    block: int = 16  # output channels per weight block (divides out_channels / conv_groups, or conv_groups is 1)
+
+    def __post_init__(self) -> None:
+        if self.conv_groups != 1 and (self.out_channels // self.conv_groups) % self.block:
+            raise ValueError(f"blocks of {self.block} must divide the {self.out_channels // self.conv_groups} "
+                             "output channels of a group")
+
+    @property
+    def padded_out_channels(self) -> int:
+        """The output channels rounded up to a whole number of blocks: what the weights and the accumulation hold."""
+        return -(-self.out_channels // self.block) * self.block
 
 
 def pack_weight(weight: np.ndarray, block: int) -> np.ndarray:
-    """OIHW [O, Cg, 1, 1] -> [O / block, Cg, block]."""
+    """OIHW [O, Cg, 1, 1] -> [ceil(O / block), Cg, block], the channels past O zero."""
     out_channels, per_group = weight.shape[:2]
-    return np.ascontiguousarray(weight.reshape(out_channels // block, block, per_group).transpose(0, 2, 1))
+    padded = -(-out_channels // block) * block
+    rows = np.zeros((padded, per_group), weight.dtype)
+    rows[:out_channels] = weight.reshape(out_channels, per_group)
+    return np.ascontiguousarray(rows.reshape(padded // block, block, per_group).transpose(0, 2, 1))
 
 
 def packed_conv1x1(spec: PackedConv1x1Spec) -> tirx.PrimFunc:
@@ -40,14 +60,22 @@ def packed_conv1x1(spec: PackedConv1x1Spec) -> tirx.PrimFunc:
                                              spec.width))
     per_group_in, block = i64(spec.in_channels // spec.conv_groups), i64(spec.block)
     data = te.placeholder((n_, c_, h_, w_), spec.dtype, name="data")
-    weight = te.placeholder((i64(spec.out_channels // spec.block), per_group_in, block), spec.dtype, name="weight")
+    padded = i64(spec.padded_out_channels)
+    weight = te.placeholder((i64(spec.padded_out_channels // spec.block), per_group_in, block), spec.dtype,
+                            name="weight")
     rc = te.reduce_axis((i64(0), per_group_in), name="rc")
+    whole = spec.padded_out_channels == spec.out_channels
 
     def compute(n, o, h, w):
-        return te.sum(data[n, spec.input_channel(o, rc), h, w] * weight[tirx.floordiv(o, block), rc, tirx.floormod(o, block)],
-                      axis=[rc])
+        group_of = o if whole else i64(0)  # padded: ungrouped (the spec checks it), a padded channel is in group 0
+        w_o = weight[tirx.floordiv(o, block), rc, tirx.floormod(o, block)]
+        return te.sum(data[n, spec.input_channel(group_of, rc), h, w] * w_o, axis=[rc])
 
-    out = te.compute((n_, o_, h_, w_), compute, name=BLOCK_NAME)
+    if whole:
+        out = te.compute((n_, o_, h_, w_), compute, name=BLOCK_NAME)
+    else:
+        acc = te.compute((n_, padded, h_, w_), compute, name=BLOCK_NAME)
+        out = te.compute((n_, o_, h_, w_), lambda n, o, h, w: acc[n, o, h, w], name=CROP_NAME)
     func = te.create_prim_func([data, weight, out])
     return (func.without_attr("global_symbol").with_attr("op_pattern", OUT_EWISE_FUSABLE)
             .with_attr("shuffletvm.packed_block", spec.block).with_attr("shuffletvm.conv_groups", spec.conv_groups)

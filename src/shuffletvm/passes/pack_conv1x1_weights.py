@@ -21,12 +21,18 @@ a time, this 2-core Zen 5, AVX2 as AVX2 code on it), NCHW us / packed us:
 
 So the policy is per vector width (`MAX_PLANE`): with AVX-512, pack 7x7 planes only (14x14 has 12 full
 vectors of pixels and NCHW wins there); with AVX2, pack 7x7 and 14x14 planes. B = the vector width or half
-of it, at least 8, dividing the output channels per group. Not applied on aarch64 (speed cannot be measured
-here: emulated) nor on CUDA (threads over pixels coalesce; no measurement says otherwise).
+of it, at least 8, dividing the output channels per group — except that an ungrouped conv half a register
+divides gets whole registers, its weights zero-padded to whole blocks (V2 1.0x's 232 -> 240 channels, 3% more
+work): on the Intel class (`benchmarks/LAYOUT-x86-rocketlake-2c.md`) 232 -> 232 @7x7 takes 37 us in blocks
+of 8 and 26 us padded to blocks of 16 (NCHW 44). Which convs are packed does not change, only how wide.
+Grouped convs keep the half register (ShuffleNet's grouped 7x7 convs all divide by 16 at width 1.0).
+Not applied on aarch64 (speed cannot be measured here: emulated) nor on CUDA (threads over pixels coalesce;
+no measurement says otherwise).
 
 Rewrites, on constant weights: `conv2d(x, W)` 1×1 / stride 1 / no padding / NCHW-OIHW, and the
 `shuffled_group_conv` kernels FoldShuffleIntoGroupedConv made (their grouping read from the PrimFunc's
-attributes), into `call_tir(packed_conv1x1, [x, pack(W)])`. Exact: the same products summed in the same order.
+attributes), into `call_tir(packed_conv1x1, [x, pack(W)])`. Exact: the same products summed in the same order
+(a padded channel's sum is computed and never written).
 Leaves unchanged: larger planes, channel counts no block divides, other convs, GPU and ARM targets.
 """
 
@@ -46,8 +52,9 @@ MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: m
 MIN_BLOCK = 8  # blocks of 16 and 8 channels were measured; narrower ones were not
 
 
-def weight_block(target: Any, out_per_group: int, plane: int) -> int | None:
-    """Output channels per weight block for a 1x1 conv on `target`, or None: keep NCHW weights."""
+def weight_block(target: Any, out_per_group: int, plane: int, groups: int = 1) -> int | None:
+    """Output channels per weight block for a 1x1 conv on `target`, or None: keep NCHW weights. A block may
+    leave a remainder only in an ungrouped conv (the weights are then zero-padded to whole blocks)."""
     from ..schedules._common import vector_lanes
 
     keys = set(target.keys)
@@ -56,7 +63,8 @@ def weight_block(target: Any, out_per_group: int, plane: int) -> int | None:
     lanes = vector_lanes(target)
     if plane > MAX_PLANE.get(lanes, 0):
         return None
-    return next((b for b in (lanes, lanes // 2) if b >= MIN_BLOCK and out_per_group % b == 0), None)
+    block = next((b for b in (lanes, lanes // 2) if b >= MIN_BLOCK and out_per_group % b == 0), None)
+    return lanes if block is not None and groups == 1 else block  # ungrouped: padded to whole registers
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="PackConv1x1Weights")
@@ -90,7 +98,7 @@ class PackConv1x1Weights:
             return expr
         batch, channels, height, width = shape
         out_channels = wshape[0]
-        block = weight_block(self.target, out_channels // conv_groups, height * width)
+        block = weight_block(self.target, out_channels // conv_groups, height * width, conv_groups)
         if block is None:
             return expr
         spec = PackedConv1x1Spec(batch, channels, out_channels, height, width, conv_groups, shuffle_groups,
