@@ -22,6 +22,7 @@ class ConvShape:
     kernel_h: int
     kernel_w: int
     groups: int
+    stride: int = 1  # along the width
 
     @property
     def depthwise(self) -> bool:
@@ -47,7 +48,16 @@ def conv_shape(sch: Any) -> ConvShape | None:
     if in_channels % in_per_group or func is None:
         return None
     n, f, y, x, rc, ry, rx = extents
-    return ConvShape(names[0], n, f, y, x, rc, ry, rx, in_channels // in_per_group)
+    return ConvShape(names[0], n, f, y, x, rc, ry, rx, in_channels // in_per_group, _stride_w(block, data))
+
+
+def _stride_w(block: Any, data: Any) -> int:
+    """The conv's stride along the width: the output column's coefficient in the input column it reads."""
+    from tvm.sym import detect_linear_equation
+
+    read = next(r for r in block.reads if r.source.same_as(data))
+    coefficients = detect_linear_equation(read.region[3].min, [block.iter_vars[3].var])
+    return int(coefficients[0]) if len(coefficients) == 2 else 1
 
 
 def conv_operands(block: Any) -> tuple[Any, Any] | None:
