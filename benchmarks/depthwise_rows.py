@@ -12,6 +12,7 @@ thread, so these times are one core's.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,6 +36,33 @@ def _kernel(channels: int, size: int, stride: int) -> tuple[object, list[np.ndar
     return te.create_prim_func([x, w, b, out]), args
 
 
+def rule_timers(func: object, target: object, args: list[np.ndarray], rule: str,
+                variants: dict[str, Callable]) -> dict[str, Callable[[], float]]:
+    """A timer per variant of the depthwise schedule, each scheduled with `depthwise_conv3x3.<rule>` replaced by
+    that variant (the module's own restored after)."""
+    from shuffletvm.schedules import depthwise_conv3x3
+
+    original = getattr(depthwise_conv3x3, rule)
+    timers = {}
+    try:
+        for label, variant in variants.items():
+            setattr(depthwise_conv3x3, rule, variant)
+            sch = depthwise_conv3x3.schedule(func, target)
+            timers[label] = _tvm_timer(sch.mod["main"], target, [a.copy() for a in args])
+    finally:
+        setattr(depthwise_conv3x3, rule, original)
+    return timers
+
+
+def interleaved_medians(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Each timer's median over `rounds` rounds in which every timer runs once, in turn."""
+    times: dict[str, list[float]] = {label: [] for label in timers}
+    for _ in range(rounds):
+        for label, timer in timers.items():
+            times[label].append(timer())
+    return {label: float(np.median(t)) for label, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -52,17 +80,10 @@ def main() -> None:
         for channels, size, stride in SHAPES:
             func, kernel_args = _kernel(channels, size, stride)
             width = (size - 1) // stride + 1
-            timers = {}
-            for label, row_vector in (("whole row", lambda w, _lanes: w), ("rule", rule)):
-                depthwise_conv3x3._row_vector = row_vector
-                sch = depthwise_conv3x3.schedule(func, target)
-                timers[label] = _tvm_timer(sch.mod["main"], target, [a.copy() for a in kernel_args])
-            depthwise_conv3x3._row_vector = rule
-            times: dict[str, list[float]] = {label: [] for label in timers}
-            for _ in range(args.rounds):
-                for label, timer in timers.items():
-                    times[label].append(timer())
-            whole, cut = (float(np.median(times[k])) for k in ("whole row", "rule"))
+            timers = rule_timers(func, target, kernel_args, "_row_vector",
+                                 {"whole row": lambda w, _lanes: w, "rule": rule})
+            medians = interleaved_medians(timers, args.rounds)
+            whole, cut = medians["whole row"], medians["rule"]
             vector = rule(width, lanes)
             rows.append(f"| {isa} | {channels} x {size}x{size}, stride {stride} | {width} | "
                         f"{'one' if vector == width else f'{width // vector} of {vector}'} | {whole:.1f} | {cut:.1f} | "

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from depthwise_rows import TARGETS, _kernel  # benchmarks/, beside this script
+from depthwise_rows import TARGETS, _kernel, interleaved_medians, rule_timers  # beside this script
 from kernels import _tvm_timer
 
 SHAPES = [  # (channels, input size): V2 1.0x, V1 g3 1.0x, V1 g8 1.0x
@@ -37,17 +35,11 @@ def main() -> None:
         target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
         for channels, size in SHAPES:
             func, kernel_args = _kernel(channels, size, 2)
-            timers = {"stock": _tvm_timer(func, target, [a.copy() for a in kernel_args])}
-            for label, vectors in (("TVM vectors", lambda _stride, _lanes: True), ("rule", rule)):
-                depthwise_conv3x3._tvm_vectors = vectors
-                sch = depthwise_conv3x3.schedule(func, target)
-                timers[label] = _tvm_timer(sch.mod["main"], target, [a.copy() for a in kernel_args])
-            depthwise_conv3x3._tvm_vectors = rule
-            times: dict[str, list[float]] = {label: [] for label in timers}
-            for _ in range(args.rounds):
-                for label, timer in timers.items():
-                    times[label].append(timer())
-            stock, vectors, loops = (float(np.median(times[k])) for k in ("stock", "TVM vectors", "rule"))
+            timers = {"stock": _tvm_timer(func, target, [a.copy() for a in kernel_args]),
+                      **rule_timers(func, target, kernel_args, "_tvm_vectors",
+                                    {"TVM vectors": lambda _stride, _lanes: True, "rule": rule})}
+            medians = interleaved_medians(timers, args.rounds)
+            stock, vectors, loops = medians["stock"], medians["TVM vectors"], medians["rule"]
             rows.append(f"| {isa} | {channels} x {size}x{size} | {stock:.1f} | {vectors:.1f} | {loops:.1f} | "
                         f"{loops / vectors:.2f}x | {loops / stock:.2f}x |")
     print(f"Depthwise 3x3 stride 2 + bias, medians of {args.rounds} interleaved rounds of 20 runs (us):\n")

@@ -43,13 +43,17 @@ class PackedConv1x1Spec(ShuffledGroupConvSpec):
     @property
     def padded_out_channels(self) -> int:
         """The output channels rounded up to a whole number of blocks: what the weights and the accumulation hold."""
-        return -(-self.out_channels // self.block) * self.block
+        return _whole_blocks(self.out_channels, self.block)
+
+
+def _whole_blocks(channels: int, block: int) -> int:
+    return -(-channels // block) * block
 
 
 def pack_weight(weight: np.ndarray, block: int) -> np.ndarray:
     """OIHW [O, Cg, 1, 1] -> [ceil(O / block), Cg, block], the channels past O zero."""
     out_channels, per_group = weight.shape[:2]
-    padded = -(-out_channels // block) * block
+    padded = _whole_blocks(out_channels, block)
     rows = np.zeros((padded, per_group), weight.dtype)
     rows[:out_channels] = weight.reshape(out_channels, per_group)
     return np.ascontiguousarray(rows.reshape(padded // block, block, per_group).transpose(0, 2, 1))
