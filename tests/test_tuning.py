@@ -538,6 +538,9 @@ def test_kindred_log_is_the_closest_cpu_of_the_same_isa(tuned_log, tmp_path):
     assert found.target.log_key == same_isa.log_key and not found.writable and found.records == 8
     assert kindred_log(X86, tmp_path / "absent") is None
     assert kindred_log(other_isa, tmp_path) is None  # its own log is no kindred log, and no other has its width
+    # ... but a search may start from another width's records: the same width first, then the same cores
+    assert kindred_log(X86, tmp_path, any_width=True).target.log_key == same_isa.log_key
+    assert kindred_log(other_isa, tmp_path, any_width=True).target.log_key == same_isa.log_key  # not more_cores
     assert kindred_log(resolve_target("cuda", TargetOptions(cuda_arch="sm_90")), tmp_path) is None
 
 

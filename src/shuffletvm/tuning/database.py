@@ -11,7 +11,9 @@ can run while a tuner appends.
 A target with no log of its own can use a *kindred* target's: the same preset, machine and SIMD width, on
 another CPU model or core count (`kindred_log`). MetaSchedule's records are schedules of target-independent
 TensorIR, so a kindred CPU's record always builds and computes the same; it is only tuned for another chip.
-`build` applies one when the target has none (and says so), and `tune` starts a new log's kernels from it.
+`build` applies one when the target has none (and says so), and `tune` starts a new log's kernels from it. With
+no log of its own width, `tune` seeds from another width's (`any_width`): the kernels the layout phase does not
+pack (depthwise, stem, grouped and stage-buffer convs) are the same TensorIR at every width.
 """
 
 from __future__ import annotations
@@ -161,11 +163,15 @@ def _stamped_target(folder: Path) -> ResolvedTarget | None:
     return other if other.log_key == stamp["key"] else None
 
 
-def kindred_log(target: ResolvedTarget, root: Path | None = None) -> TuningLog | None:
+def kindred_log(target: ResolvedTarget, root: Path | None = None, any_width: bool = False) -> TuningLog | None:
     """The closest other CPU's log under `root` whose records `target` can use, opened read-only: same preset
     (x86 or arm), same machine, same SIMD width (the layout phase packs by it, so kernels would differ). Closest:
     the same core count first (parallel loops are tiled for it), then the most records. None if there is none
-    (GPU logs are never shared: a CUDA schedule is tied to its architecture's limits)."""
+    (GPU logs are never shared: a CUDA schedule is tied to its architecture's limits).
+
+    `any_width` (seeding a search, never a build): a log of another SIMD width ranks after every log of this
+    one. Only the kernels whose TensorIR is the same at both widths find records in it; what they find was
+    tuned for other registers, so it only competes, measured here, with the hand schedule and the search."""
     from ..schedules._common import vector_lanes
 
     if target.name not in ("x86", "arm"):
@@ -175,14 +181,16 @@ def kindred_log(target: ResolvedTarget, root: Path | None = None) -> TuningLog |
     candidates = []
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         other = _stamped_target(folder)
-        if (other is None or other.log_key == target.log_key or other.name != target.name
-                or other.arch != target.arch or vector_lanes(other.tvm_target()) != lanes):
+        if other is None or other.log_key == target.log_key or other.name != target.name or other.arch != target.arch:
+            continue
+        other_width = vector_lanes(other.tvm_target()) != lanes
+        if other_width and not any_width:
             continue
         log = open_log(other, root, create=False)
         if log.records:
             same_cores = other.spec["num-cores"] == target.spec["num-cores"]
-            candidates.append((not same_cores, -log.records, log))
-    return min(candidates, key=lambda c: c[:2])[2] if candidates else None
+            candidates.append((other_width, not same_cores, -log.records, log))
+    return min(candidates, key=lambda c: c[:3])[3] if candidates else None
 
 
 def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = True) -> TuningLog:

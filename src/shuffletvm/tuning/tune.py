@@ -67,7 +67,8 @@ class TuneConfig:
     # thread after a cache flush; before session 10: dense kernels not split across the cores as built).
     remeasure: int = 0
     # Kernels the log has no record of start from a kindred CPU's log under the same root (database.kindred_log):
-    # its best KINDRED_RECORDS records of each, measured here.
+    # its best KINDRED_RECORDS records of each, measured here. With no log of this SIMD width, another width's
+    # (any_width): the kernels whose TIR does not depend on the width find their records there.
     from_kindred: bool = True
     # ... and so do kernels it has records of, with those of the kindred log's best records it has not measured:
     # a log seeded from another CPU's log picks up what that log's later tuning found.
@@ -245,7 +246,8 @@ def tune(config: TuneConfig) -> TuneResult:
         logger.warning("%d kernels to tune have records measured in earlier runs; --remeasure N measures their "
                        "best N again first, so new candidates compete with this run's times", len(logged))
     new = [t for t in todo if t.compute and (config.kindred_all or t.done_trials == 0)]
-    kindred = kindred_log(target, config.log_dir) if config.from_kindred and new else None  # read only if needed
+    # read only if needed; with no log of this SIMD width, the kernels that are the same TIR at another width
+    kindred = kindred_log(target, config.log_dir, any_width=True) if config.from_kindred and new else None
     borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS, database) if kindred else []
     if borrowed:
         logger.info("%d kernels %s start from %d of %s's records (another CPU)", len({id(t) for t, _, _ in borrowed}),
