@@ -106,3 +106,15 @@ python benchmarks/prune_shipped_log.py
 shuffletvm tune shufflenet_v1_g8_x1_0 --target x86 \
     --kernels 'shuffled_group_conv3|^fused_conv2d7_|conv1x1_packed_add11' --remeasure 8 --time-budget 14
 python benchmarks/prune_shipped_log.py
+
+# ---- x86-znver3-2c, session 16: an AMD EPYC Zen 3 (AVX2, 16 vector registers; LLVM `znver3`), the first AVX2
+# class, with no log of its width to start from. Every kernel whose TensorIR is the same at both widths (60 of the
+# 80 compute kernels: all but the packed 1x1 convs) first measured with x86-znver5-2c's 8 best records of it
+# (kindred_log any_width: a search may seed from another width, a build never uses it) and its hand schedule;
+# the packed 1x1 convs (blocks of 8 lanes here) from their hand schedule; then searched.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --time-budget 50
+# V2 1.0x at batch 8: 19 kernels from x86-znver5-2c's records, 21 from their batch-1 kernel's, 16 from their hand
+# schedule, then searched; the log pruned.
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 12
+python benchmarks/prune_shipped_log.py
