@@ -58,3 +58,12 @@ def v2_small_module(tmp_path_factory) -> Path:
     proc = cli("build", "shufflenet_v2_x0_5", "--target", "x86", "-o", str(out), "-q")
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+def packs_plane(target, size: int) -> bool:
+    """Whether the layout phase packs the 1x1 convs of a size x size plane for `target`, an x86 one (AVX2 up to
+    14x14, AVX-512 7x7: `MAX_PLANE`); where it does, KeepIdentityInPlace leaves the stage's copies alone."""
+    from shuffletvm.passes.pack_conv1x1_weights import MAX_PLANE
+    from shuffletvm.schedules._common import vector_lanes
+
+    return size * size <= MAX_PLANE.get(vector_lanes(target), 0)
