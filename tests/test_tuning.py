@@ -114,7 +114,10 @@ def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
 
     target = X86.tvm_target()
     tasks = [t for t in _tasks("shufflenet_v2_x0_5") if "gather" in t.name or "scatter" in t.name]
-    assert len(tasks) == 4 and sum("scatter" in t.name for t in tasks) == 2  # two stages in place on x86
+    from .conftest import packs_plane
+
+    stages = sum(not packs_plane(target, size) for size in (28, 14))  # in place on x86: 2 AVX-512, 1 AVX2
+    assert stages and len(tasks) == 2 * stages and sum("scatter" in t.name for t in tasks) == stages
     database = ms.database.MemoryDatabase()
     rng = np.random.default_rng(0)
     for task in sorted(tasks, key=lambda t: "scatter" in t.name):  # a stage's gather and scatter share a twin
