@@ -61,9 +61,15 @@ def v2_small_module(tmp_path_factory) -> Path:
 
 
 def packs_plane(target, size: int) -> bool:
-    """Whether the layout phase packs the 1x1 convs of a size x size plane for `target`, an x86 one (AVX2 up to
-    14x14, AVX-512 7x7: `MAX_PLANE`); where it does, KeepIdentityInPlace leaves the stage's copies alone."""
-    from shuffletvm.passes.pack_conv1x1_weights import MAX_PLANE
-    from shuffletvm.schedules._common import vector_lanes
+    """Whether the layout phase packs the 1x1 convs of a size x size plane for `target` (its own rule,
+    `weight_block`; x86 AVX2 up to 14x14, AVX-512 7x7); where it does, KeepIdentityInPlace leaves the stage's
+    copies alone."""
+    from shuffletvm.passes.pack_conv1x1_weights import weight_block
 
-    return size * size <= MAX_PLANE.get(vector_lanes(target), 0)
+    return weight_block(target, 64, size * size) is not None  # 64 channels: whole blocks at every width
+
+
+def v2_stages_in_place(target) -> int:
+    """V2 stages KeepIdentityInPlace keeps in one buffer on an x86 `target`: those of its 28x28 and 14x14 stages
+    whose 1x1 convs are not packed (AVX-512: both; AVX2: the 28x28 one)."""
+    return sum(not packs_plane(target, size) for size in (28, 14))

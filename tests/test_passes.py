@@ -25,6 +25,8 @@ from shuffletvm.passes.pack_conv1x1_weights import weight_block
 from shuffletvm.targets import TargetOptions, resolve_target
 
 TARGET = resolve_target("x86").tvm_target()
+AVX512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
+AVX2 = resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()
 RNG = np.random.default_rng(0)
 
 
@@ -405,11 +407,10 @@ def test_pack_conv1x1_weights_before_expected():
 def test_pack_pads_ungrouped_channels_to_whole_registers():
     """40 output channels on AVX-512: blocks of 16 with the weights zero-padded to 48, not blocks of 8. The
     kernel accumulates 48 channels and its crop block writes the 40 real ones."""
-    avx512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
     weight = _const(40, 24, 1, 1)
     x = relax.Var("x", _t(1, 24, 7, 7))
     mod = _module([x], lambda bb, x: relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, weight))))
-    after, counters = _pack(mod, avx512)
+    after, counters = _pack(mod, AVX512)
 
     x2 = relax.Var("x", _t(1, 24, 7, 7))
     bb = relax.BlockBuilder()
@@ -454,7 +455,7 @@ def test_pack_near_misses_unchanged(case):
     target = {"arm": resolve_target("arm").tvm_target(),
               "cuda": resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target(),
               # 14x14 is packed with AVX2 (measured faster there), not with AVX-512
-              "14x14-plane": resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target(),
+              "14x14-plane": AVX512,
               }.get(case, TARGET)
     after, counters = _pack(mod, target)
     tvm.ir.assert_structural_equal(after, mod)
@@ -465,13 +466,11 @@ def test_weight_block_policy():
     """Measured per target (the table in passes/pack_conv1x1_weights.py): 7x7 planes with AVX-512, up to 14x14
     with AVX2, the widest block that divides the output channels per group; an ungrouped conv that half a
     register divides gets whole registers, padded (232 -> 240), a grouped one the half."""
-    avx512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
-    avx2 = resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()
-    assert weight_block(avx512, 1024, 49) == 16 and weight_block(avx512, 232, 49) == 16
-    assert weight_block(avx512, 232, 49, groups=2) == 8 and weight_block(avx2, 116, 196) is None
-    assert weight_block(avx2, 232, 49) == 8 and weight_block(avx2, 20, 49) is None
-    assert weight_block(avx512, 1024, 196) is None and weight_block(avx512, 20, 49) is None
-    assert weight_block(avx2, 40, 196) == 8 and weight_block(avx2, 40, 784) is None
+    assert weight_block(AVX512, 1024, 49) == 16 and weight_block(AVX512, 232, 49) == 16
+    assert weight_block(AVX512, 232, 49, groups=2) == 8 and weight_block(AVX2, 116, 196) is None
+    assert weight_block(AVX2, 232, 49) == 8 and weight_block(AVX2, 20, 49) is None
+    assert weight_block(AVX512, 1024, 196) is None and weight_block(AVX512, 20, 49) is None
+    assert weight_block(AVX2, 40, 196) == 8 and weight_block(AVX2, 40, 784) is None
 
 
 # --------------------------------------------------------------------------------------- KeepIdentityInPlace
@@ -570,10 +569,6 @@ def test_keep_identity_in_place_before_expected():
 
     xa, xb = (RNG.standard_normal((1, half, 6, 6)).astype(np.float32) for _ in range(2))
     np.testing.assert_allclose(_run(after, xa, xb)[0], _run(mod, xa, xb)[0], rtol=1e-5, atol=1e-5)
-
-
-AVX512 = resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()
-AVX2 = resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()
 
 
 @pytest.mark.parametrize("end, size, target, units", [
@@ -1091,11 +1086,10 @@ def test_produce_into_concat_on_the_models_scheduled_kernels():
     from shuffletvm.build import load_graph
     from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
 
-    from .conftest import packs_plane
+    from .conftest import v2_stages_in_place
 
-    # V2: the stages KeepIdentityInPlace keeps in place, one concat each (AVX-512: 28x28 and 14x14; AVX2: 28x28)
-    v2_concats = sum(not packs_plane(TARGET, size) for size in (28, 14))
-    for model, concats in (("shufflenet_v1_g3_x0_5", 3), ("shufflenet_v2_x0_5", v2_concats)):
+    # V2: one concat for each stage KeepIdentityInPlace keeps in place
+    for model, concats in (("shufflenet_v1_g3_x0_5", 3), ("shufflenet_v2_x0_5", v2_stages_in_place(TARGET))):
         graph = load_graph(model)
         options = PipelineOptions()
         *_, (_phase, scheduled) = run_phases(graph.mod, TARGET, options, until="schedule")

@@ -66,9 +66,9 @@ def test_each_kernel_is_claimed_by_at_most_one_rule_and_every_rule_fires(kernels
     assert fired["packed_conv1x1"] >= 3, fired
     # KeepIdentityInPlace's convs reading / writing stage-buffer channels are the same convs to the rules
     in_place = {name: _claims(func) for name, func in kernels if "gather" in name or "scatter" in name}
-    from .conftest import packs_plane
+    from .conftest import v2_stages_in_place
 
-    stages = sum(not packs_plane(X86, size) for size in (28, 14))  # V2's stages kept in place: 2 AVX-512, 1 AVX2
+    stages = v2_stages_in_place(X86)
     assert len(in_place) >= 2 * stages and all(c == ["grouped_conv1x1"] for c in in_place.values()), in_place
 
 

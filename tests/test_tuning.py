@@ -65,11 +65,11 @@ def test_data_movement_tasks_are_told_apart_and_capped():
     # V2: no shuffle task left; the data-movement kernels are concats: the one before conv5 (whose shuffle conv5
     # reads through) and, on x86, the concat that starts each stage KeepIdentityInPlace keeps in one buffer (2 on
     # AVX-512; 1 on AVX2, whose layout phase packs the 14x14 stage's convs too)
-    from .conftest import packs_plane
+    from .conftest import v2_stages_in_place
 
-    in_place = sum(not packs_plane(X86.tvm_target(), size) for size in (28, 14))
     v2_moves = [t.name for t in _tasks("shufflenet_v2_x0_5") if not t.compute]
-    assert len(v2_moves) == 1 + in_place and all("concatenate" in name for name in v2_moves), v2_moves
+    assert len(v2_moves) == 1 + v2_stages_in_place(X86.tvm_target()), v2_moves
+    assert all("concatenate" in name for name in v2_moves), v2_moves
 
 
 def test_cuda_kernels_are_unscheduled_tuning_tasks():
@@ -114,9 +114,9 @@ def test_stage_buffer_convs_are_tasks_and_start_from_their_plain_conv(tmp_path):
 
     target = X86.tvm_target()
     tasks = [t for t in _tasks("shufflenet_v2_x0_5") if "gather" in t.name or "scatter" in t.name]
-    from .conftest import packs_plane
+    from .conftest import v2_stages_in_place
 
-    stages = sum(not packs_plane(target, size) for size in (28, 14))  # in place on x86: 2 AVX-512, 1 AVX2
+    stages = v2_stages_in_place(target)
     assert stages and len(tasks) == 2 * stages and sum("scatter" in t.name for t in tasks) == stages
     database = ms.database.MemoryDatabase()
     rng = np.random.default_rng(0)
