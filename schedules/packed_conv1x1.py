@@ -1,14 +1,28 @@
 """1×1 convolution with pre-packed weights (`kernels/packed_conv1x1.py`: weight [O/B, Cg, B]), NCHW activations.
-The layout phase (`passes/pack_conv1x1_weights.py`) uses it for small planes (7×7) on x86.
+The layout phase (`passes/pack_conv1x1_weights.py`) uses it for small planes (7×7, and 14×14 with AVX2) on x86.
 
 CPU: the output channels are split into blocks of B (one vector) and the pixels of a plane fused into one
-axis; a register tile of `VECTORS` blocks × `PIXELS` pixels accumulates in a `local` cache laid out
+axis; a register tile of `vectors` blocks × `pixels` pixels accumulates in a `local` cache laid out
 [pixel, channel] over all input channels of the group — each step one contiguous vector load of weights per
 block and one broadcast input pixel per pixel, every lane its own sum (no reassociation) — then bias,
-residual and ReLU are applied as the tile is written back to NCHW. Tiles run in parallel. Two blocks per tile
-only with 32 vector registers (AVX-512: 2 x 7 accumulators; on AVX2 they spill: 788 vs 567 us for conv5).
-Output channels padded to whole blocks (232 -> 240): the kernel's own accumulator is that cache, and the
-write-back (the crop block) skips the padded channels.
+residual and ReLU are applied as the tile is written back to NCHW. Output channels padded to whole blocks
+(232 -> 240): the kernel's own accumulator is that cache, and the write-back (the crop block) skips the padded
+channels.
+
+The tile, by register file (`tile`):
+- 32 vector registers (AVX-512): 1 or 2 blocks × 7 pixels (2 x 7 accumulators); the tiles run in parallel.
+- 16 (AVX2): about `ACCUMULATORS` accumulators, 4, 3 or 2 blocks of one group (one broadcast pixel serves them
+  all) × 3, 4 or 6 pixels — 4 where 4 divides the plane (14x14), else the last tile predicated (49 = 16 x 3 + 1);
+  one block × 7 pixels where no such count divides a group's blocks. Two blocks × 7 pixels spill (14
+  accumulators, 2 weights and a broadcast: 17 registers; conv5 788 vs 567 us). The blocks of channels run in
+  parallel, each core walking its blocks' pixel tiles in order, where every core then gets the same number of
+  blocks or at least `TASKS_PER_CORE`; else the tiles do, as above.
+  Measured on the 2-core AVX2 Zen 3, one kernel at a time, warm, interleaved rounds, outputs identical: with
+  one block × 7 pixels, blocks rather than tiles in parallel took 148 / 108 / 110 us instead of 220 / 135 / 122
+  (three V1 g8 1.0x convs); with the tiles above too, V2 1.0x conv5 (464 -> 1024 @7x7, 4 x 3) 745 -> 524 us,
+  V1 g8 1.0x 768 -> 192 @14x14 (3 blocks per group, 3 x 4) 108 -> 76 us; the packed convs of V2 0.5x / 1.0x and
+  V1 g3 / g8 1.0x, each times its calls, 9.8 -> 7.9 ms; end to end with hand schedules only
+  (`benchmarks/ab_modules.py`), V2 1.0x 5.81 -> 5.49 ms, V1 g8 1.0x 6.88 -> 6.11 ms.
 """
 
 from __future__ import annotations
@@ -16,9 +30,32 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernels.packed_conv1x1 import BLOCK_NAME, CROP_NAME
+from ..passes.partition_rows_across_cores import cores_of
 from ._common import conv_operands, divisor_at_most, find_block, fold_epilogue, vector_lanes
 
-PIXELS = 7
+PIXELS = 7  # a one-block tile's pixels (and AVX-512's two-block tiles)
+ACCUMULATORS = 12  # AVX2 (16 registers): a tile's accumulator registers, leaving room for weights and a broadcast
+TASKS_PER_CORE = 4  # AVX2: blocks of channels in parallel if each core gets this many, or all the same number
+TILE_BLOCKS = (4, 3, 2)  # AVX2: blocks of a tile, the first that divides a group's blocks (and runs balanced)
+
+
+def tile(lanes: int, blocks: int, groups: int, plane: int, tasks_per_block: int, cores: int) -> tuple[int, int, bool]:
+    """(blocks per tile, pixels per tile, whether only the blocks of channels run in parallel) for a packed
+    conv of `blocks` weight blocks in `groups` groups over a plane of `plane` pixels; `tasks_per_block`: the
+    images (batch) each block of channels is computed for."""
+    if lanes >= 16:
+        return (2 if blocks % 2 == 0 else 1), divisor_at_most(plane, PIXELS), False
+
+    def balanced(vectors: int) -> bool:
+        tasks = tasks_per_block * blocks // vectors
+        return tasks % cores == 0 or tasks >= TASKS_PER_CORE * cores
+
+    per_group = blocks // groups
+    for vectors in TILE_BLOCKS:
+        if per_group % vectors == 0 and balanced(vectors):
+            pixels = 4 if vectors <= 3 and plane % 4 == 0 else ACCUMULATORS // vectors
+            return vectors, pixels, True
+    return 1, divisor_at_most(plane, PIXELS), balanced(1)
 
 
 def schedule(func: Any, target: Any) -> Any | None:
@@ -34,10 +71,12 @@ def schedule(func: Any, target: Any) -> Any | None:
     operands = conv_operands(block)
     if operands is None:
         return None
-    weight = operands[1]
+    data, weight = operands
     lanes_per_block = int(weight.shape[2])
     n, out_channels, height, width, _rc = (int(iv.dom.extent) for iv in block.iter_vars)
-    vectors = 2 if vector_lanes(target) >= 16 and out_channels % (2 * lanes_per_block) == 0 else 1
+    groups = int(data.shape[1]) // int(weight.shape[1])
+    vectors, pixels, blocks_in_parallel = tile(vector_lanes(target), out_channels // lanes_per_block, groups,
+                                               height * width, n, cores_of(target))
     crop = find_block(sch, CROP_NAME)
     if crop is None:
         write = fold_epilogue(sch, sch.cache_write(conv, 0, "local"))
@@ -49,13 +88,13 @@ def schedule(func: Any, target: Any) -> Any | None:
     sch.transform_block_layout(write, lambda n, o, y, x: (n, o, y * width + x))
     n, o, p, rc = sch.get_loops(conv)
     o0, o1, o2 = sch.split(o, [None, vectors, lanes_per_block])
-    p0, p1 = sch.split(p, [None, divisor_at_most(height * width, PIXELS)])
+    p0, p1 = sch.split(p, [None, pixels])  # a last tile past the plane is predicated
     sch.reorder(n, o0, p0, rc, o1, p1, o2)
     sch.reverse_compute_at(write, p0)
     sch.unroll(o1)
     sch.unroll(p1)
     sch.vectorize(o2)
-    sch.parallel(sch.fuse(n, o0, p0))
+    sch.parallel(sch.fuse(n, o0) if blocks_in_parallel else sch.fuse(n, o0, p0))
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
     return sch
