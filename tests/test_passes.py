@@ -21,7 +21,7 @@ from shuffletvm.passes import (
     KeepIdentityInPlace,
     PackConv1x1Weights,
 )
-from shuffletvm.passes.pack_conv1x1_weights import weight_block
+from shuffletvm.passes.pack_conv1x1_weights import weight_block, weight_blocks
 from shuffletvm.targets import TargetOptions, resolve_target
 
 TARGET = resolve_target("x86").tvm_target()
@@ -382,6 +382,20 @@ def _pack(mod: tvm.IRModule, target=TARGET) -> tuple[tvm.IRModule, Counter]:
         return PackConv1x1Weights(target, counters)(mod), counters
 
 
+def _packed_relu(spec: PackedConv1x1Spec, packed: np.ndarray) -> tvm.IRModule:
+    """Expected: relu over the packed kernel of `spec` called on an input and the `packed` weight constant."""
+    x = relax.Var("x", _t(spec.batch, spec.in_channels, spec.height, spec.width))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            kernel = bb.add_func(packed_conv1x1(spec), "conv1x1_packed")
+            conv = bb.emit(relax.call_tir(kernel, [x, relax.const(packed)],
+                                          _t(spec.batch, spec.out_channels, spec.height, spec.width)))
+            out = bb.emit_output(relax.op.nn.relu(conv))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
 def test_pack_conv1x1_weights_before_expected():
     weight = _const(32, 24, 1, 1)
     x = relax.Var("x", _t(1, 24, 7, 7))
@@ -389,16 +403,9 @@ def test_pack_conv1x1_weights_before_expected():
     after, counters = _pack(mod)
 
     block = weight_block(TARGET, 32, 49)
-    x2 = relax.Var("x", _t(1, 24, 7, 7))
-    bb = relax.BlockBuilder()
-    with bb.function("main", [x2]):
-        with bb.dataflow():
-            kernel = bb.add_func(packed_conv1x1(PackedConv1x1Spec(1, 24, 32, 7, 7, 1, 1, block=block)), "conv1x1_packed")
-            conv = bb.emit(relax.call_tir(kernel, [x2, relax.const(pack_weight(weight.value.numpy(), block))],
-                                          _t(1, 32, 7, 7)))
-            out = bb.emit_output(relax.op.nn.relu(conv))
-        bb.emit_func_output(out)
-    tvm.ir.assert_structural_equal(after, bb.get(), map_free_vars=True)
+    expected = _packed_relu(PackedConv1x1Spec(1, 24, 32, 7, 7, 1, 1, block=block),
+                            pack_weight(weight.value.numpy(), block))
+    tvm.ir.assert_structural_equal(after, expected, map_free_vars=True)
     assert counters["PackConv1x1Weights"] == 1 and "relax.nn.conv2d" not in _ops(after)
     data = RNG.standard_normal((1, 24, 7, 7)).astype(np.float32)
     np.testing.assert_allclose(_run(after, data)[0], _run(mod, data)[0], rtol=1e-5, atol=1e-5)
@@ -412,16 +419,9 @@ def test_pack_pads_ungrouped_channels_to_whole_registers():
     mod = _module([x], lambda bb, x: relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, weight))))
     after, counters = _pack(mod, AVX512)
 
-    x2 = relax.Var("x", _t(1, 24, 7, 7))
-    bb = relax.BlockBuilder()
-    with bb.function("main", [x2]):
-        with bb.dataflow():
-            kernel = bb.add_func(packed_conv1x1(PackedConv1x1Spec(1, 24, 40, 7, 7, 1, 1, block=16)), "conv1x1_packed")
-            packed = pack_weight(weight.value.numpy(), 16)
-            conv = bb.emit(relax.call_tir(kernel, [x2, relax.const(packed)], _t(1, 40, 7, 7)))
-            out = bb.emit_output(relax.op.nn.relu(conv))
-        bb.emit_func_output(out)
-    tvm.ir.assert_structural_equal(after, bb.get(), map_free_vars=True)
+    packed = pack_weight(weight.value.numpy(), 16)
+    expected = _packed_relu(PackedConv1x1Spec(1, 24, 40, 7, 7, 1, 1, block=16), packed)
+    tvm.ir.assert_structural_equal(after, expected, map_free_vars=True)
     assert counters["PackConv1x1Weights"] == 1
     assert packed.shape == (3, 24, 16) and not packed[2, :, 8:].any()  # channels 40-47: zero
     assert 'T.sblock("conv1x1_packed_crop")' in after["conv1x1_packed"].script()
@@ -471,6 +471,39 @@ def test_weight_block_policy():
     assert weight_block(AVX2, 232, 49) == 8 and weight_block(AVX2, 20, 49) is None
     assert weight_block(AVX512, 1024, 196) is None and weight_block(AVX512, 20, 49) is None
     assert weight_block(AVX2, 40, 196) == 8 and weight_block(AVX2, 40, 784) is None
+
+
+def test_weight_blocks_pad_for_the_avx2_register_tile():
+    """With AVX2 a tile is 2-4 blocks: an ungrouped conv of 29 blocks (V2 1.0x's 232 channels) gets a 30th;
+    counts a tile divides, grouped convs, few blocks and AVX-512 get none."""
+    assert weight_blocks(AVX2, 232, 8) == 30 and weight_blocks(AVX2, 232 * 7, 8) == 204  # 203 blocks = 7 x 29
+    assert weight_blocks(AVX2, 1024, 8) == 0 and weight_blocks(AVX2, 96, 8) == 0  # 128, 12 blocks: tiles divide
+    assert weight_blocks(AVX2, 232, 8, groups=29) == 0 and weight_blocks(AVX2, 40, 8) == 0  # 5 blocks: too few
+    assert weight_blocks(AVX512, 232, 16) == 0
+
+
+def test_pack_pads_ungrouped_channels_for_the_avx2_tile():
+    """232 output channels on a 7x7 plane with AVX2 (V2 1.0x's last stage): 30 blocks of 8, the 8 channels past
+    232 zero; the kernel accumulates 240 channels, its crop block writes the 232 real ones, scheduled as
+    3-block tiles."""
+    from shuffletvm.schedules import packed_conv1x1 as rule
+    from shuffletvm.schedules._common import find_block
+
+    weight = _const(232, 232, 1, 1)
+    x = relax.Var("x", _t(1, 232, 7, 7))
+    mod = _module([x], lambda bb, x: relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, weight))))
+    after, counters = _pack(mod, AVX2)
+
+    packed = pack_weight(weight.value.numpy(), 8, 30)
+    expected = _packed_relu(PackedConv1x1Spec(1, 232, 232, 7, 7, 1, 1, block=8, blocks=30), packed)
+    tvm.ir.assert_structural_equal(after, expected, map_free_vars=True)
+    assert counters["PackConv1x1Weights"] == 1
+    assert packed.shape == (30, 232, 8) and not packed[29].any()  # channels 232-239: zero
+    sch = rule.schedule(after["conv1x1_packed"], AVX2)
+    assert find_block(sch, "conv1x1_packed_crop") is not None
+    assert rule.tile(8, 30, 1, 49, 1, 2)[:2] == (3, 4)
+    data = RNG.standard_normal((1, 232, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], _run(mod, data)[0], rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------- KeepIdentityInPlace

@@ -12,8 +12,9 @@ through (`shuffle_groups` > 1, from FoldShuffleIntoGroupedConv) or the identity 
 Ungrouped, the output channels need not be a whole number of blocks: the weights are then zero-padded to one
 (232 -> 240 channels with B = 16), the kernel accumulates all padded channels into an intermediate and a second
 block (`conv1x1_packed_crop`) writes the real ones — so a schedule keeps full-width vectors where half-width ones
-divided the channels (measured in `passes/pack_conv1x1_weights.py`). Whole blocks get the one-block kernel they
-always had (its workload, and so its tuning records, unchanged).
+divided the channels (measured in `passes/pack_conv1x1_weights.py`) — or padded by `blocks` to more blocks, so that
+a register tile of several blocks divides them (AVX2: 232 channels as 30 blocks of 8, not 29). Whole blocks get
+the one-block kernel they always had (its workload, and so its tuning records, unchanged).
 
 Block `conv1x1_packed`, reduction axis rc; op_pattern OutEWiseFusable so bias / residual / ReLU fuse after it.
 """
@@ -34,26 +35,31 @@ CROP_NAME = "conv1x1_packed_crop"
 @dataclass(frozen=True)
 class PackedConv1x1Spec(ShuffledGroupConvSpec):
     block: int = 16  # output channels per weight block (divides out_channels / conv_groups, or conv_groups is 1)
+    blocks: int = 0  # weight blocks, ungrouped only: more than the whole blocks of out_channels pads further (0: as many)
 
     def __post_init__(self) -> None:
         if self.conv_groups != 1 and (self.out_channels // self.conv_groups) % self.block:
             raise ValueError(f"blocks of {self.block} must divide the {self.out_channels // self.conv_groups} "
                              "output channels of a group")
+        if self.blocks and (self.conv_groups != 1 or self.blocks * self.block < self.out_channels):
+            raise ValueError(f"{self.blocks} blocks of {self.block} cannot hold {self.out_channels} channels "
+                             f"in {self.conv_groups} groups")
 
     @property
     def padded_out_channels(self) -> int:
-        """The output channels rounded up to a whole number of blocks: what the weights and the accumulation hold."""
-        return _whole_blocks(self.out_channels, self.block)
+        """The output channels rounded up to whole blocks (or `blocks` of them): what the weights and the
+        accumulation hold."""
+        return _padded(self.out_channels, self.block, self.blocks)
 
 
-def _whole_blocks(channels: int, block: int) -> int:
-    return -(-channels // block) * block
+def _padded(channels: int, block: int, blocks: int = 0) -> int:
+    return max(-(-channels // block), blocks) * block
 
 
-def pack_weight(weight: np.ndarray, block: int) -> np.ndarray:
-    """OIHW [O, Cg, 1, 1] -> [ceil(O / block), Cg, block], the channels past O zero."""
+def pack_weight(weight: np.ndarray, block: int, blocks: int = 0) -> np.ndarray:
+    """OIHW [O, Cg, 1, 1] -> [ceil(O / block) (or `blocks`), Cg, block], the channels past O zero."""
     out_channels, per_group = weight.shape[:2]
-    padded = _whole_blocks(out_channels, block)
+    padded = _padded(out_channels, block, blocks)
     rows = np.zeros((padded, per_group), weight.dtype)
     rows[:out_channels] = weight.reshape(out_channels, per_group)
     return np.ascontiguousarray(rows.reshape(padded // block, block, per_group).transpose(0, 2, 1))

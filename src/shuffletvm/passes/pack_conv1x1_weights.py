@@ -26,6 +26,10 @@ divides gets whole registers, its weights zero-padded to whole blocks (V2 1.0x's
 work): on the Intel class (`benchmarks/LAYOUT-x86-rocketlake-2c.md`) 232 -> 232 @7x7 takes 37 us in blocks
 of 8 and 26 us padded to blocks of 16 (NCHW 44). Which convs are packed does not change, only how wide.
 Grouped convs keep the half register (ShuffleNet's grouped 7x7 convs all divide by 16 at width 1.0).
+With AVX2, whose register tile is several blocks (`schedules/packed_conv1x1.py`), an ungrouped conv whose whole
+blocks none of its tile sizes divides gets one more (`weight_blocks`): V2 1.0x's 232 -> 232 as 30 blocks of 8, in
+3 x 4 tiles, not 29 in 1 x 7 — on the Zen 3 class, unfused, 89.6 -> 74.5 us @7x7 and 238 -> 216 us @14x14 with
+3% more work (interleaved rounds, medians).
 Not applied on aarch64 (speed cannot be measured here: emulated) nor on CUDA (threads over pixels coalesce;
 no measurement says otherwise).
 
@@ -50,6 +54,7 @@ from ._shuffle_pattern import graph_functions, shape_of, unit_stride_nchw
 
 MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: measured, table above
 MIN_BLOCK = 8  # blocks of 16 and 8 channels were measured; narrower ones were not
+MIN_BLOCKS_PADDED = 8  # AVX2: an extra block for the register tile adds at most 1/8 of the work
 
 
 def weight_block(target: Any, out_per_group: int, plane: int, groups: int = 1) -> int | None:
@@ -65,6 +70,20 @@ def weight_block(target: Any, out_per_group: int, plane: int, groups: int = 1) -
         return None
     block = next((b for b in (lanes, lanes // 2) if b >= MIN_BLOCK and out_per_group % b == 0), None)
     return lanes if block is not None and groups == 1 else block  # ungrouped: padded to whole registers
+
+
+def weight_blocks(target: Any, out_channels: int, block: int, groups: int = 1) -> int:
+    """The blocks of a conv's packed weights, padded past its whole blocks or not (0: not). With 16 vector
+    registers (AVX2) the schedule's register tile is several blocks of one group (`schedules/packed_conv1x1.py`
+    TILE_BLOCKS); an ungrouped conv whose blocks no tile divides, at least `MIN_BLOCKS_PADDED` of them, gets one
+    more block of zero channels: V2 1.0x's 232 channels as 30 blocks of 8 (3 x 4 tiles), not 29 (1 x 7)."""
+    from ..schedules._common import vector_lanes
+    from ..schedules.packed_conv1x1 import TILE_BLOCKS
+
+    whole = -(-out_channels // block)
+    if groups != 1 or vector_lanes(target) >= 16 or whole < MIN_BLOCKS_PADDED:
+        return 0
+    return 0 if any(whole % v == 0 for v in TILE_BLOCKS) else whole + 1
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="PackConv1x1Weights")
@@ -101,12 +120,13 @@ class PackConv1x1Weights:
         block = weight_block(self.target, out_channels // conv_groups, height * width, conv_groups)
         if block is None:
             return expr
+        blocks = weight_blocks(self.target, out_channels, block, conv_groups)
         spec = PackedConv1x1Spec(batch, channels, out_channels, height, width, conv_groups, shuffle_groups,
-                                 block=block)
+                                 block=block, blocks=blocks)
         if spec not in self.kernels:
             self.kernels[spec] = self.builder.add_func(packed_conv1x1(spec), "conv1x1_packed")
         self.counters[self.__class__.__name__] += 1
-        packed = relax.const(pack_weight(weight.value.numpy(), block))
+        packed = relax.const(pack_weight(weight.value.numpy(), block, blocks))
         return relax.call_tir(self.kernels[spec], [data, packed],
                               relax.TensorType((batch, out_channels, height, width), "float32"))
 
