@@ -1,8 +1,9 @@
 """Prunes the shipped x86 tuning log to what builds of the benchmarked models use: their kernels only (and the
 plain convs KeepIdentityInPlace's convs are seeded from), the `--keep` fastest records each (default 16). Run
-after tuning, before committing the log.
+after tuning, before committing the log. It measures nothing, so another machine class's log can be pruned from
+any machine: `--mcpu znver3 --num-cores 2` prunes `tuning_logs/x86-znver3-2c` (default: this machine's).
 
-    python benchmarks/prune_shipped_log.py [--keep 16]
+    python benchmarks/prune_shipped_log.py [--keep 16] [--mcpu CPU --num-cores N]
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import tvm_ffi
 from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
-from shuffletvm.targets import resolve_target
+from shuffletvm.targets import TargetOptions, resolve_target
 from shuffletvm.tuning.database import open_log, prune_log
 from shuffletvm.tuning.seeds import plain_twin
 from shuffletvm.tuning.tasks import model_tasks
@@ -24,8 +25,10 @@ SHIPPED = [(("shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v1_g3_x1_0"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=int, default=16)
+    parser.add_argument("--mcpu", help="the log's machine class (LLVM cpu name); default: this machine's")
+    parser.add_argument("--num-cores", type=int, help="the log's cores; default: this machine's")
     args = parser.parse_args()
-    target = resolve_target("x86")
+    target = resolve_target("x86", TargetOptions(mcpu=args.mcpu, num_cores=args.num_cores))
     tvm_target = target.tvm_target()
     tasks = [task for models, batch in SHIPPED for task in model_tasks(list(models), batch, tvm_target)]
     live = {int(tvm_ffi.structural_hash(task.extracted.dispatched[0])) for task in tasks}

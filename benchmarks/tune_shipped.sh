@@ -118,3 +118,9 @@ shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shuf
 # schedule, then searched; the log pruned.
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 12
 python benchmarks/prune_shipped_log.py
+# Session 17: AVX2's packed 1x1 convs tiled by several blocks, V2 1.0x's 232 channels padded to 30 blocks; the
+# packed convs retuned from their new hand schedule, the best 3 records of each measured again (the run was cut off
+# by a machine restart after about 13 minutes; its finished records kept), the log pruned (from any machine).
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --kernels packed --time-budget 25 --remeasure 3
+python benchmarks/prune_shipped_log.py --mcpu znver3 --num-cores 2
