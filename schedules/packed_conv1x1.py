@@ -10,13 +10,24 @@ residual and ReLU are applied as the tile is written back to NCHW. Output channe
 channels.
 
 The tile, by register file (`tile`):
-- 32 vector registers (AVX-512): 1 or 2 blocks × 7 pixels (2 x 7 accumulators); the tiles run in parallel.
-- 16 (AVX2): about `ACCUMULATORS` accumulators, 4, 3 or 2 blocks of one group (one broadcast pixel serves them
-  all) × 3, 4 or 6 pixels — 4 where 4 divides the plane (14x14), else the last tile predicated (49 = 16 x 3 + 1);
-  one block × 7 pixels where no such count divides a group's blocks. Two blocks × 7 pixels spill (14
-  accumulators, 2 weights and a broadcast: 17 registers; conv5 788 vs 567 us). The blocks of channels run in
-  parallel, each core walking its blocks' pixel tiles in order, where every core then gets the same number of
-  blocks or at least `TASKS_PER_CORE`; else the tiles do, as above.
+- 32 vector registers (AVX-512): 2 or 3 blocks of one group (one broadcast pixel serves them all) × 7 pixels,
+  up to 21 accumulators; one block × 7 pixels where neither divides a group's blocks.
+- 16 (AVX2): about `ACCUMULATORS` accumulators, 4, 3 or 2 blocks of one group × 3, 4 or 6 pixels — 4 where 4
+  divides the plane (14x14), else the last tile predicated (49 = 16 x 3 + 1); one block × 7 pixels where no such
+  count divides a group's blocks. Two blocks × 7 pixels spill (14 accumulators, 2 weights and a broadcast: 17
+  registers; conv5 788 vs 567 us). Measured on the class it ships for (Zen 3, below); on the Intel class, AVX2
+  code (`benchmarks/packed_tiles.py --mcpu haswell`) took 0.68-0.97x session 16's time on six of ten convs and
+  1.12-1.25x on four (V2's 232 and 96 channels, V1's 7x7 compress convs): an Intel AVX2 class would want its own
+  measurement.
+The blocks of channels run in parallel, each core walking its blocks' pixel tiles in order, where every core then
+gets the same number of blocks or at least `TASKS_PER_CORE`; else the tiles do (with AVX-512 a multi-block tile
+is kept even then: V2 1.0x's 15 blocks of 232 -> 232 as 3-block tiles, 5 of them, the 35 tiles in parallel).
+  Measured on the 2-core AVX-512 Intel class (rocketlake), one kernel at a time, warm, 15 interleaved rounds,
+  medians, outputs identical, against session 16's tile (2 blocks if the block count is even, else 1; tiles in
+  parallel): V2 1.0x conv5 204 -> 195 us, 232 -> 232 23.3 -> 22.1 (at batch 8: 199 -> 160), V2 0.5x 96 -> 96
+  6.6 -> 5.2, its conv5 133 -> 124, V1 g3 1.0x 240 -> 960 35.3 -> 33.3, V1 g8 1.0x 1536 -> 192 (3 blocks of 8
+  per group) 24.2 -> 19.2, 192 -> 1536 25.3 -> 21.6; 4 x 6 tiles were within noise of 2 x 7, 3 x 7 slower than
+  2 x 7 where both divide (`benchmarks/packed_tiles.py`).
   Measured on the 2-core AVX2 Zen 3, one kernel at a time, warm, interleaved rounds, outputs identical: with
   one block × 7 pixels, blocks rather than tiles in parallel took 148 / 108 / 110 us instead of 220 / 135 / 122
   (three V1 g8 1.0x convs); with the tiles above too, V2 1.0x conv5 (464 -> 1024 @7x7, 4 x 3) 745 -> 524 us,
@@ -33,29 +44,37 @@ from ..kernels.packed_conv1x1 import BLOCK_NAME, CROP_NAME
 from ..passes.partition_rows_across_cores import cores_of
 from ._common import conv_operands, divisor_at_most, find_block, fold_epilogue, vector_lanes
 
-PIXELS = 7  # a one-block tile's pixels (and AVX-512's two-block tiles)
+PIXELS = 7  # a tile's pixels with AVX-512, and a one-block tile's with AVX2
 ACCUMULATORS = 12  # AVX2 (16 registers): a tile's accumulator registers, leaving room for weights and a broadcast
-TASKS_PER_CORE = 4  # AVX2: blocks of channels in parallel if each core gets this many, or all the same number
-TILE_BLOCKS = (4, 3, 2)  # AVX2: blocks of a tile, the first that divides a group's blocks (and runs balanced)
+TASKS_PER_CORE = 4  # blocks of channels in parallel if each core gets this many, or all the same number
+# Blocks of a tile, the first that divides a group's blocks (and runs balanced): with 32 registers, with 16
+AVX512_TILE_BLOCKS = (2, 3)
+AVX2_TILE_BLOCKS = (4, 3, 2)
 
 
 def tile(lanes: int, blocks: int, groups: int, plane: int, tasks_per_block: int, cores: int) -> tuple[int, int, bool]:
     """(blocks per tile, pixels per tile, whether only the blocks of channels run in parallel) for a packed
     conv of `blocks` weight blocks in `groups` groups over a plane of `plane` pixels; `tasks_per_block`: the
     images (batch) each block of channels is computed for."""
-    if lanes >= 16:
-        return (2 if blocks % 2 == 0 else 1), divisor_at_most(plane, PIXELS), False
+    wide = lanes >= 16
 
     def balanced(vectors: int) -> bool:
         tasks = tasks_per_block * blocks // vectors
         return tasks % cores == 0 or tasks >= TASKS_PER_CORE * cores
 
+    def pixels(vectors: int) -> int:
+        if wide or vectors == 1:
+            return divisor_at_most(plane, PIXELS)
+        return 4 if vectors <= 3 and plane % 4 == 0 else ACCUMULATORS // vectors
+
     per_group = blocks // groups
-    for vectors in TILE_BLOCKS:
-        if per_group % vectors == 0 and balanced(vectors):
-            pixels = 4 if vectors <= 3 and plane % 4 == 0 else ACCUMULATORS // vectors
-            return vectors, pixels, True
-    return 1, divisor_at_most(plane, PIXELS), balanced(1)
+    dividing = [v for v in (AVX512_TILE_BLOCKS if wide else AVX2_TILE_BLOCKS) if per_group % v == 0]
+    for vectors in dividing:
+        if balanced(vectors):
+            return vectors, pixels(vectors), True
+    if wide and dividing:
+        return dividing[0], pixels(dividing[0]), False
+    return 1, pixels(1), balanced(1)
 
 
 def schedule(func: Any, target: Any) -> Any | None:

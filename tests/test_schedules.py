@@ -231,19 +231,32 @@ def test_packed_conv_padded_to_whole_registers_accumulates_full_vectors():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize(("spec", "tile", "parallel"), [
+@pytest.mark.parametrize(("mcpu", "block", "spec", "tile", "parallel"), [
+    # AVX2: about 12 accumulators, 4, 3 or 2 blocks of a group.
     # V2 1.0x conv5 464 -> 1024 @7x7: 4 blocks x 3 pixels, the last of 17 tiles (pixel 48 alone) predicated
-    ((1, 464, 1024, 7, 7, 1, 1), (4, 3), 32),
+    ("haswell", 8, (1, 464, 1024, 7, 7, 1, 1), (4, 3), 32),
     # V1 g8 1.0x stage 3, 768 -> 192 in 8 groups @14x14, reading the shuffle: 3 blocks (a group) x 4 pixels
-    ((1, 768, 192, 14, 14, 8, 8), (3, 4), 8),
+    ("haswell", 8, (1, 768, 192, 14, 14, 8, 8), (3, 4), 8),
     # V2 0.5x stage 4, 96 -> 96 @7x7: 4 blocks would leave 3 tasks for 2 cores; 3 blocks x 4 pixels, 4 tasks
-    ((1, 96, 96, 7, 7, 1, 1), (3, 4), 4),
+    ("haswell", 8, (1, 96, 96, 7, 7, 1, 1), (3, 4), 4),
     # 29 blocks (V2 1.0x's 232 channels) divide by no 2-4: one block x 7 pixels, still blocks in parallel
-    ((1, 232, 232, 7, 7, 1, 1), (1, 7), 29),
+    ("haswell", 8, (1, 232, 232, 7, 7, 1, 1), (1, 7), 29),
+    # AVX-512: 2 or 3 blocks of a group x 7 pixels.
+    # V2 1.0x conv5: 2 blocks x 7 pixels, the 32 pairs of blocks in parallel
+    ("skylake-avx512", 16, (1, 464, 1024, 7, 7, 1, 1), (2, 7), 32),
+    # V2 0.5x stage 4, 96 -> 96: 6 blocks; 2 would leave 3 tasks for 2 cores, so 3 blocks x 7 pixels
+    ("skylake-avx512", 16, (1, 96, 96, 7, 7, 1, 1), (3, 7), 2),
+    # V2 1.0x's 232 channels, 15 blocks of 16: 3-block tiles, but 5 tasks for 2 cores: the 35 tiles in parallel
+    ("skylake-avx512", 16, (1, 232, 232, 7, 7, 1, 1), (3, 7), 35),
+    # ... at batch 8, 40 tasks: blocks in parallel
+    ("skylake-avx512", 16, (8, 232, 232, 7, 7, 1, 1), (3, 7), 40),
+    # V1 g8 1.0x stage 4, 1536 -> 192 in 8 groups: 3 blocks of 8 per group, a group per tile
+    ("skylake-avx512", 8, (1, 1536, 192, 7, 7, 8, 1), (3, 7), 8),
 ])
-def test_packed_conv_tiles_on_avx2(spec, tile, parallel):
-    """With 16 vector registers: about 12 accumulators (blocks x pixels), the blocks of channels in parallel,
-    each walking its pixel tiles; what the kernel computes, the plane's last tile past its end included."""
+def test_packed_conv_register_tiles(mcpu, block, spec, tile, parallel):
+    """The register tile by register file: its blocks x pixels (unrolled), what runs in parallel (the blocks of
+    channels, each walking its pixel tiles, or every tile), and what the kernel computes, the plane's last tile
+    past its end included (built for this host: the loops are the same whatever the instructions)."""
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, packed_conv1x1
@@ -251,14 +264,14 @@ def test_packed_conv_tiles_on_avx2(spec, tile, parallel):
     from shuffletvm.schedules import packed_conv1x1 as rule
     from shuffletvm.targets import TargetOptions
 
-    avx2 = resolve_target("x86", TargetOptions(mcpu="haswell", num_cores=2)).tvm_target()
-    func = packed_conv1x1(PackedConv1x1Spec(*spec, block=8))
-    scheduled = rule.schedule(func, avx2).mod["main"]
+    target = resolve_target("x86", TargetOptions(mcpu=mcpu, num_cores=2)).tvm_target()
+    func = packed_conv1x1(PackedConv1x1Spec(*spec, block=block))
+    scheduled = rule.schedule(func, target).mod["main"]
     loops = _loops(scheduled.body)
     kinds = {kind: [int(lp.extent) for lp in loops if lp.kind == kind] for kind in tvm.tirx.ForKind}
     assert kinds[tvm.tirx.ForKind.PARALLEL] == [parallel]
     assert kinds[tvm.tirx.ForKind.UNROLLED][-2:] == list(tile)  # the update's blocks x pixels, after the init's
-    assert set(kinds[tvm.tirx.ForKind.VECTORIZED]) == {8}
+    assert set(kinds[tvm.tirx.ForKind.VECTORIZED]) == {block}
     rng = np.random.default_rng(0)
     args = [_arg(a, rng) for a in ArgInfo.from_prim_func(func)]
     got, expected = (_run(f, [a.copy() for a in args]) for f in (scheduled, func))

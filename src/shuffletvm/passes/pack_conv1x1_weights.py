@@ -75,15 +75,15 @@ def weight_block(target: Any, out_per_group: int, plane: int, groups: int = 1) -
 def weight_blocks(target: Any, out_channels: int, block: int, groups: int = 1) -> int:
     """The blocks of a conv's packed weights, padded past its whole blocks or not (0: not). With 16 vector
     registers (AVX2) the schedule's register tile is several blocks of one group (`schedules/packed_conv1x1.py`
-    TILE_BLOCKS); an ungrouped conv whose blocks no tile divides, at least `MIN_BLOCKS_PADDED` of them, gets one
+    AVX2_TILE_BLOCKS); an ungrouped conv whose blocks no tile divides, at least `MIN_BLOCKS_PADDED` of them, gets one
     more block of zero channels: V2 1.0x's 232 channels as 30 blocks of 8 (3 x 4 tiles), not 29 (1 x 7)."""
     from ..schedules._common import vector_lanes
-    from ..schedules.packed_conv1x1 import TILE_BLOCKS
+    from ..schedules.packed_conv1x1 import AVX2_TILE_BLOCKS
 
     whole = -(-out_channels // block)
     if groups != 1 or vector_lanes(target) >= 16 or whole < MIN_BLOCKS_PADDED:
         return 0
-    return 0 if any(whole % v == 0 for v in TILE_BLOCKS) else whole + 1
+    return 0 if any(whole % v == 0 for v in AVX2_TILE_BLOCKS) else whole + 1
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="PackConv1x1Weights")
