@@ -124,3 +124,10 @@ python benchmarks/prune_shipped_log.py
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
     --kernels packed --time-budget 25 --remeasure 3
 python benchmarks/prune_shipped_log.py --mcpu znver3 --num-cores 2
+# ---- x86-rocketlake-2c, session 19: AVX-512's packed 1x1 convs tiled by 2 or 3 blocks of one group, the blocks of
+# channels in parallel where the cores get equal or enough shares (benchmarks/packed_tiles.py); the packed convs
+# retuned from their new hand schedule, the best 3 records of each measured again first; the log pruned.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --kernels packed --time-budget 18 --remeasure 3
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --kernels packed --time-budget 6 --remeasure 3
+python benchmarks/prune_shipped_log.py
