@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,17 +62,7 @@ def main() -> None:
         weight = rng.standard_normal((cout, cin // groups, 1, 1)).astype(np.float32)
         kernel_args = [rng.standard_normal((batch, cin, side, side)).astype(np.float32),
                        pack_weight(weight, block, blocks), np.zeros((batch, cout, side, side), np.float32)]
-        timers, outputs = {}, {}
-        for name, tile in (("session 16", session_16_tile), ("rule", rule.tile)):
-            original, rule.tile = rule.tile, tile
-            try:
-                scheduled = rule.schedule(func, target).mod["main"]
-            finally:
-                rule.tile = original
-            timers[name], outputs[name] = _compiled(scheduled, target, [a.copy() for a in kernel_args])
-        np.testing.assert_allclose(outputs["rule"], outputs["session 16"], rtol=1e-5,
-                                   atol=1e-5 * np.abs(outputs["session 16"]).max())
-        old, new = _alternating_medians(timers["session 16"], timers["rule"], args.rounds)
+        old, new = rule_against(rule, "tile", session_16_tile, func, target, kernel_args, args.rounds)
         count = blocks or -(-cout // block)
         vectors, pixels, by_blocks = rule.tile(lanes, count, groups, side * side, batch, 2)
         rows.append(f"| {label}, {cin} -> {cout}{f' g{groups}' if groups > 1 else ''}, batch {batch} | "
@@ -82,6 +73,25 @@ def main() -> None:
     print("| conv | weight blocks | rule's tile | session 16 | rule | rule / session 16 |")
     print("|---|---|---|---:|---:|---:|")
     print("\n".join(rows))
+
+
+def rule_against(module: Any, name: str, earlier: Callable, func: Any, target: Any, kernel_args: list[np.ndarray],
+                 rounds: int) -> tuple[float, float]:
+    """Medians (us) of `func` scheduled by `module.schedule` with `module.<name>` replaced by `earlier`, and with
+    it as it is, timed in alternating interleaved rounds; their outputs on `kernel_args` must agree."""
+    timers, outputs = [], []
+    for tile in (earlier, getattr(module, name)):
+        original = getattr(module, name)
+        setattr(module, name, tile)
+        try:
+            scheduled = module.schedule(func, target).mod["main"]
+        finally:
+            setattr(module, name, original)
+        timer, output = _compiled(scheduled, target, [a.copy() for a in kernel_args])
+        timers.append(timer)
+        outputs.append(output)
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5 * np.abs(outputs[0]).max())
+    return _alternating_medians(*timers, rounds)
 
 
 def _compiled(func: object, target: object, args: list[np.ndarray]) -> tuple[Callable[[], float], np.ndarray]:

@@ -3,11 +3,19 @@
 Per group, a 1×1 conv is a GEMM: out[f, p] = sum_c W[f, c] * in[group(f) * Cg + c, p] over the H*W pixels p.
 CPU (x86 AVX-512/AVX2, aarch64 NEON): the pixels of a plane are fused into one axis (the accumulator and the
 conv iterate over p = y*W + x, so a tile is any run of pixels, not a rectangle), and a register tile of
-`F_TILE` output channels × `P_TILE` pixels (a divisor of H*W, a multiple of the vector width where one exists,
-at most `VECTORS_PER_TILE` vectors) is accumulated in a `local` cache over all input channels of the group —
+output channels × pixels (`pixel_tile`) is accumulated in a `local` cache over all input channels of the group —
 each step one broadcast weight times one contiguous vector of pixels per output channel, so every vector lane
 is its own sum (no reassociation) — then bias, residual and ReLU are applied as the tile is written. Tiles run
-in parallel. The accumulators take F_TILE x VECTORS_PER_TILE = 16 registers (AVX-512 and NEON have 32).
+in parallel. The tile on x86: the most whole vectors of pixels (4, 2 or 1, dividing the plane) that leave room
+for `MIN_TILE_CHANNELS` channels within `ACCUMULATORS` (16 of AVX-512's 32 registers, 12 of AVX2's 16), then
+as many channels of one group as fit (a divisor of its output channels, at most `MAX_TILE_CHANNELS`). Measured
+on the Intel class (AVX-512, and AVX2 code on it), one kernel at a time, interleaved, outputs identical
+(`benchmarks/conv1x1_tiles.py`), against session 18's 4 channels (a divisor of all output channels) × up to 4
+vectors: V1 g3 / g8 1.0x's 28x28 convs 0.31-0.79x with AVX-512 (60 -> 240 g3 85.7 -> 46.1 us as 16 channels × 1
+vector, 96 -> 360 g8 152.5 -> 47.5 as 15 × 1), 0.60-0.90x with AVX2, whose 4 × 4 tile at 56x56 spilled (24 -> 60:
+109 -> 80 us as 6 × 2). V2's 58 and 116 channels (divisors 2 and 4) keep their tiles.
+aarch64 (NEON) keeps `F_TILE` channels × up to `VECTORS_PER_TILE` vectors (16 of its 32 registers): speed is not
+measured here (emulated).
 
 GPU (CUDA, `_gpu`): at batch 1 these GEMMs are tiny (about 5 MFLOP, a few thousand to 180k outputs), so the
 kernel is latency-bound: what matters is that many loads are in flight and that all of the GPU's ~130 SMs have
@@ -33,8 +41,11 @@ from typing import Any
 
 from ._common import conv_shape, divisor_at_most, fold_epilogue, pad_producer, vector_lanes
 
-F_TILE = 4
-VECTORS_PER_TILE = 4  # pixels per tile: about this many vectors
+F_TILE = 4  # NEON: output channels per tile
+VECTORS_PER_TILE = 4  # NEON, and the most on x86: pixels per tile, about this many vectors
+ACCUMULATORS = {16: 16, 8: 12}  # x86 vector lanes -> a tile's accumulator registers (of 32 / 16)
+MAX_TILE_CHANNELS = 16
+MIN_TILE_CHANNELS = 4  # x86: the most vectors of pixels that leave a tile this many channels
 ROW_TILE_CHANNELS = 8  # row tiles (H*W not a multiple of the vector width): channels x rows of one vector each
 ROW_TILE_ROWS = 2
 # CUDA (`_gpu`, `gpu_tiles`)
@@ -80,11 +91,25 @@ def _fused_pixel_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) 
     sch.transform_block_layout(conv, lambda n, f, y, x, rc, ry, rx: (n, f, y * width + x, rc, ry, rx))
     sch.transform_block_layout(write, lambda n, f, y, x: (n, f, y * width + x))
     n, f, p, rc, ry, rx = sch.get_loops(conv)
-    f0, f1 = sch.split(f, [None, divisor_at_most(shape.out_channels, F_TILE)])
-    p0, p1 = sch.split(p, [None, divisor_at_most(shape.out_h * width, lanes * VECTORS_PER_TILE, lanes)])
+    channels, pixels = pixel_tile(shape.out_channels, shape.groups, shape.out_h * width, lanes)
+    f0, f1 = sch.split(f, [None, channels])
+    p0, p1 = sch.split(p, [None, pixels])
     sch.reorder(n, f0, p0, rc, ry, rx, f1, p1)
     sch.reverse_compute_at(write, p0)
     _finish(sch, conv, write, rc, outer=[n, f0, p0], unrolled=[f1], vector=p1)
+
+
+def pixel_tile(out_channels: int, groups: int, plane: int, lanes: int) -> tuple[int, int]:
+    """(output channels, pixels) of a fused-pixel register tile for a conv of `out_channels` in `groups` groups
+    over a plane of `plane` pixels, a multiple of `lanes`: see the module docstring."""
+    budget = ACCUMULATORS.get(lanes)
+    if budget is None:
+        return divisor_at_most(out_channels, F_TILE), divisor_at_most(plane, lanes * VECTORS_PER_TILE, lanes)
+    out_per_group, vectors = out_channels // groups, plane // lanes
+    tiles = [(divisor_at_most(out_per_group, min(MAX_TILE_CHANNELS, budget // v)), v)
+             for v in (4, 2, 1) if v <= VECTORS_PER_TILE and vectors % v == 0]
+    channels, per_tile = next(((f, v) for f, v in tiles if f >= MIN_TILE_CHANNELS), max(tiles))
+    return channels, per_tile * lanes
 
 
 def _row_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) -> None:

@@ -136,6 +136,42 @@ def test_row_tiles_on_avx2_split_rows_wider_than_a_register():
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("mcpu", "spec", "tile"), [
+    # V1 g3 1.0x, 60 -> 240 in 3 groups @28x28 reading the shuffle: 49 vectors of 16 pixels, one per tile, so
+    # 16 channels of a group (80) fill the 16 accumulators
+    ("skylake-avx512", (1, 60, 240, 28, 28, 3, 3), (16, 1)),
+    # V1 g8 1.0x, 96 -> 360 in 8 groups: 45 channels a group, 15 of them
+    ("skylake-avx512", (1, 96, 360, 28, 28, 8, 8), (15, 1)),
+    # V1 g3's 24 -> 60 @56x56: 4 vectors of pixels leave room for 4 channels
+    ("skylake-avx512", (1, 24, 60, 56, 56, 1, 1), (4, 4)),
+    # AVX2, 12 accumulators: 4 vectors would leave 3 channels, so 2 vectors x 6 channels
+    ("haswell", (1, 24, 60, 56, 56, 1, 1), (6, 2)),
+    # V2's 58 channels divide by 2 only: 2 channels x 4 vectors, as before
+    ("haswell", (1, 24, 58, 56, 56, 1, 1), (2, 4)),
+])
+def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
+    """NCHW 1x1 convs on planes of whole vectors: the tile (channels x vectors of pixels, unrolled x
+    vectorized) fills the accumulators of the register file with channels of one group; what it computes."""
+    from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
+    from shuffletvm.schedules import grouped_conv1x1
+    from shuffletvm.schedules._common import vector_lanes
+    from shuffletvm.targets import TargetOptions
+
+    target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
+    func = shuffled_group_conv(ShuffledGroupConvSpec(*spec))
+    sch = grouped_conv1x1.schedule(func, target)
+    loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("group_conv2d_nchw_update"))]
+    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED] == [tile[0]]
+    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED] == [
+        tile[1] * vector_lanes(target)]
+    rng = np.random.default_rng(0)
+    batch, cin, cout, h, w, groups, _ = spec
+    args = [rng.standard_normal(s).astype(np.float32)
+            for s in ((batch, cin, h, w), (cout, cin // groups, 1, 1), (batch, cout, h, w))]
+    np.testing.assert_allclose(_run(sch.mod["main"], [a.copy() for a in args]), _run(func, [a.copy() for a in args]),
+                               rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("mcpu, lanes, rows", [
     ("skylake-avx512", 16, {28: 14, 14: 14, 32: 32}),
     ("haswell", 8, {28: 28, 14: 7, 32: 32}),

@@ -1,0 +1,77 @@
+"""The NCHW 1x1 conv's fused-pixel register tile (schedules/grouped_conv1x1.py, `pixel_tile`): every distinct 1x1
+conv kernel of the models that takes that path (planes a multiple of the vector width: 28x28 and larger),
+scheduled with the rule's tile and with session 18's (4 channels dividing all output channels x up to 4 vectors),
+timed in interleaved rounds (which runs first alternating), outputs compared.
+
+    python benchmarks/conv1x1_tiles.py [--rounds 9] [--mcpu haswell] [--models shufflenet_v1_g3_x1_0 ...]
+
+With `--mcpu haswell` an AVX-512 host runs AVX2 code: it shows the tile's effect, not an AVX2 class's times.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from kernels import _arg
+from packed_tiles import rule_against
+
+MODELS = ["shufflenet_v2_x1_0", "shufflenet_v1_g3_x1_0", "shufflenet_v1_g8_x1_0"]
+
+
+def session_18_tile(out_channels: int, _groups: int, plane: int, lanes: int) -> tuple[int, int]:
+    from shuffletvm.schedules._common import divisor_at_most
+
+    return divisor_at_most(out_channels, 4), divisor_at_most(plane, lanes * 4, lanes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--mcpu", default=None, help="LLVM cpu (default: this host's)")
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    args = parser.parse_args()
+
+    import tvm
+    from tvm import s_tir
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from shuffletvm.bench.runtimes import set_thread_env
+    from shuffletvm.build import load_graph
+    from shuffletvm.pipeline import lower_for_tuning
+    from shuffletvm.schedules import grouped_conv1x1 as rule
+    from shuffletvm.schedules._common import conv_shape, vector_lanes
+    from shuffletvm.targets import TargetOptions, resolve_target
+
+    set_thread_env(2)
+    target = resolve_target("x86", TargetOptions(mcpu=args.mcpu, num_cores=2)).tvm_target()
+    lanes = vector_lanes(target)
+    rows, seen = [], set()
+    for model in args.models:
+        mod = lower_for_tuning(load_graph(model, 1).mod, target)
+        for gvar, func in mod.functions.items():
+            shape = conv_shape(s_tir.Schedule(func)) if isinstance(func, tvm.tirx.PrimFunc) else None
+            if (shape is None or shape.depthwise or (shape.kernel_h, shape.kernel_w) != (1, 1)
+                    or (shape.out_h * shape.out_w) % lanes or func.script() in seen
+                    or rule.schedule(func, target) is None):
+                continue
+            seen.add(func.script())
+            rng = np.random.default_rng(0)
+            kernel_args = [_arg([int(d) for d in a.shape], str(a.dtype), rng) for a in ArgInfo.from_prim_func(func)]
+            old, new = rule_against(rule, "pixel_tile", session_18_tile, func, target, kernel_args, args.rounds)
+            plane = shape.out_h * shape.out_w
+            tiles = [f(shape.out_channels, shape.groups, plane, lanes) for f in (session_18_tile, rule.pixel_tile)]
+            rows.append(f"| {model.removeprefix('shufflenet_')} {gvar.name_hint} | "
+                        f"{shape.in_per_group * shape.groups} -> {shape.out_channels}"
+                        f"{f' g{shape.groups}' if shape.groups > 1 else ''} @{shape.out_h}x{shape.out_w} | "
+                        + " | ".join(f"{c} x {p // lanes}" for c, p in tiles)
+                        + f" | {old:.1f} | {new:.1f} | {new / old:.2f}x |")
+    print(f"NCHW 1x1 conv, fused-pixel tiles, `{target.attrs.get('mcpu', '')}`, 2 threads, hand schedule, medians of "
+          f"{args.rounds} interleaved rounds of 20 runs (us); tiles as channels x vectors of pixels:\n")
+    print("| kernel | conv | session 18's tile | rule's tile | session 18 | rule | rule / session 18 |")
+    print("|---|---|---|---|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
