@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from kernels import _tvm_compiled  # benchmarks/kernels.py, beside this script
 
 SHAPES = [  # (label, batch, in channels, out channels, conv groups, shuffle groups read through, plane side)
     ("V2 1.0x conv5", 1, 464, 1024, 1, 2, 7),
@@ -96,14 +97,9 @@ def rule_against(module: Any, name: str, earlier: Callable, func: Any, target: A
 
 def _compiled(func: object, target: object, args: list[np.ndarray]) -> tuple[Callable[[], float], np.ndarray]:
     """A timer (us per call, median of 20 runs) of `func` built for `target`, and its output on `args`."""
-    import tvm
-    import tvm.runtime
-
-    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target).jit()
-    tensors = [tvm.runtime.tensor(a) for a in args]
+    timer, lib, tensors = _tvm_compiled(func, target, args)
     lib["main"](*tensors)
-    evaluator = lib.time_evaluator("main", tvm.cpu(), number=20, repeat=1)
-    return (lambda: evaluator(*tensors).median * 1e6), tensors[-1].numpy()
+    return timer, tensors[-1].numpy()
 
 
 def _alternating_medians(first: Callable[[], float], second: Callable[[], float], rounds: int) -> tuple[float, float]:
