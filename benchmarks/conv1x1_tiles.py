@@ -1,7 +1,7 @@
 """The NCHW 1x1 conv's fused-pixel register tile (schedules/grouped_conv1x1.py, `pixel_tile`): every distinct 1x1
 conv kernel of the models that takes that path (planes a multiple of the vector width: 28x28 and larger),
-scheduled with the rule's tile and with session 18's (4 channels dividing all output channels x up to 4 vectors),
-timed in interleaved rounds (which runs first alternating), outputs compared.
+scheduled with the rule's tile and with session 19's (the same rule within 16 accumulators with AVX-512, divisors
+only), timed in interleaved rounds (which runs first alternating), outputs compared.
 
     python benchmarks/conv1x1_tiles.py [--rounds 9] [--mcpu haswell] [--models shufflenet_v1_g3_x1_0 ...]
 
@@ -19,10 +19,14 @@ from packed_tiles import rule_against
 MODELS = ["shufflenet_v2_x1_0", "shufflenet_v1_g3_x1_0", "shufflenet_v1_g8_x1_0"]
 
 
-def session_18_tile(out_channels: int, _groups: int, plane: int, lanes: int) -> tuple[int, int]:
+def session_19_tile(out_channels: int, groups: int, plane: int, lanes: int) -> tuple[int, int]:
+    """Session 19's tile: the rule's, within 16 accumulators with AVX-512 (12 with AVX2, unchanged)."""
     from shuffletvm.schedules._common import divisor_at_most
 
-    return divisor_at_most(out_channels, 4), divisor_at_most(plane, lanes * 4, lanes)
+    budget, vectors = {16: 16, 8: 12}[lanes], plane // lanes
+    tiles = [(divisor_at_most(out_channels // groups, budget // v), v) for v in (4, 2, 1) if vectors % v == 0]
+    channels, per_tile = next(((f, v) for f, v in tiles if f >= 4), max(tiles))
+    return channels, per_tile * lanes
 
 
 def main() -> None:
@@ -58,9 +62,9 @@ def main() -> None:
             seen.add(func.script())
             rng = np.random.default_rng(0)
             kernel_args = [_arg([int(d) for d in a.shape], str(a.dtype), rng) for a in ArgInfo.from_prim_func(func)]
-            old, new = rule_against(rule, "pixel_tile", session_18_tile, func, target, kernel_args, args.rounds)
+            old, new = rule_against(rule, "pixel_tile", session_19_tile, func, target, kernel_args, args.rounds)
             plane = shape.out_h * shape.out_w
-            tiles = [f(shape.out_channels, shape.groups, plane, lanes) for f in (session_18_tile, rule.pixel_tile)]
+            tiles = [f(shape.out_channels, shape.groups, plane, lanes) for f in (session_19_tile, rule.pixel_tile)]
             rows.append(f"| {model.removeprefix('shufflenet_')} {gvar.name_hint} | "
                         f"{shape.in_per_group * shape.groups} -> {shape.out_channels}"
                         f"{f' g{shape.groups}' if shape.groups > 1 else ''} @{shape.out_h}x{shape.out_w} | "
@@ -68,7 +72,7 @@ def main() -> None:
                         + f" | {old:.1f} | {new:.1f} | {new / old:.2f}x |")
     print(f"NCHW 1x1 conv, fused-pixel tiles, `{target.attrs.get('mcpu', '')}`, 2 threads, hand schedule, medians of "
           f"{args.rounds} interleaved rounds of 20 runs (us); tiles as channels x vectors of pixels:\n")
-    print("| kernel | conv | session 18's tile | rule's tile | session 18 | rule | rule / session 18 |")
+    print("| kernel | conv | session 19's tile | rule's tile | session 19 | rule | rule / session 19 |")
     print("|---|---|---|---|---:|---:|---:|")
     print("\n".join(rows))
 

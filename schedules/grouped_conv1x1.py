@@ -7,13 +7,22 @@ output channels × pixels (`pixel_tile`) is accumulated in a `local` cache over 
 each step one broadcast weight times one contiguous vector of pixels per output channel, so every vector lane
 is its own sum (no reassociation) — then bias, residual and ReLU are applied as the tile is written. Tiles run
 in parallel. The tile on x86: the most whole vectors of pixels (4, 2 or 1, dividing the plane) that leave room
-for `MIN_TILE_CHANNELS` channels within `ACCUMULATORS` (16 of AVX-512's 32 registers, 12 of AVX2's 16), then
-as many channels of one group as fit (a divisor of its output channels, at most `MAX_TILE_CHANNELS`). Measured
-on the Intel class (AVX-512, and AVX2 code on it), one kernel at a time, interleaved, outputs identical
-(`benchmarks/conv1x1_tiles.py`), against session 18's 4 channels (a divisor of all output channels) × up to 4
-vectors: V1 g3 / g8 1.0x's 28x28 convs 0.31-0.79x with AVX-512 (60 -> 240 g3 85.7 -> 46.1 us as 16 channels × 1
-vector, 96 -> 360 g8 152.5 -> 47.5 as 15 × 1), 0.60-0.90x with AVX2, whose 4 × 4 tile at 56x56 spilled (24 -> 60:
-109 -> 80 us as 6 × 2). V2's 58 and 116 channels (divisors 2 and 4) keep their tiles.
+for `MIN_TILE_CHANNELS` channels within `ACCUMULATORS` (30 of AVX-512's 32 registers, 12 of AVX2's 16, which
+has no broadcast operand), then as many channels of one group as fit (`tile_channels`): a divisor of its output
+channels, or, for an ungrouped conv, the fewest equal tiles with the last one partial where that holds more (V2
+1.0x's 58 channels divide by 2 and 29 only: 6 at most with AVX2 is 6, 6, ..., 4, not 2). The partial tile's
+channels past the last are predicated off, and the tiles of channels are unrolled, so that the predicate is a
+constant in each copy: inside the reduction loop, LLVM kept the predicated accumulators in memory (a load, FMA
+and store per step). Grouped convs keep divisors: reverse_compute_at bounds the write by the output, not the
+group, so a partial tile's write would reach into the next group. Measured on the Intel class (AVX-512, and AVX2
+code on it), one kernel at a time, interleaved, outputs identical (`benchmarks/conv1x1_tiles.py`, session 20),
+against session 19's rule (16 accumulators with AVX-512, divisors only): with AVX-512, V2 1.0x's 58-channel
+convs at 28x28 0.35-0.38x (29 channels x 1 vector: 58 -> 58 67-82 -> 25-31 us), its 116 0.58x, V2 2.0x's 122
+(2 x 61: 25 x 1, partial) 0.33-0.36x, V2 1.5x 0.69-0.85x, V1 g3/g8 and V2 0.5x 0.82-1.02x; with AVX2 (6 x 2,
+partial), V2 1.0x 0.41-0.74x, 1.5x 0.59-0.76x, 2.0x 0.40-0.76x, the grouped convs unchanged. End to end, hand
+schedules only (`benchmarks/ab_modules.py`), bit-identical outputs: V2 1.0x 0.936x (AVX2 code 0.948x), V2 2.0x
+0.881x, V2 0.5x, V1 g3, V1 g8 1.006-1.014x (noise). Session 19's rule against session 18's (4 channels x up to
+4 vectors): V1 g3/g8 1.0x's 28x28 convs 0.31-0.79x with AVX-512, 0.60-0.90x with AVX2.
 aarch64 (NEON) keeps `F_TILE` channels × up to `VECTORS_PER_TILE` vectors (16 of its 32 registers): speed is not
 measured here (emulated).
 
@@ -43,8 +52,7 @@ from ._common import conv_shape, divisor_at_most, fold_epilogue, pad_producer, v
 
 F_TILE = 4  # NEON: output channels per tile
 VECTORS_PER_TILE = 4  # NEON, and the most on x86: pixels per tile, about this many vectors
-ACCUMULATORS = {16: 16, 8: 12}  # x86 vector lanes -> a tile's accumulator registers (of 32 / 16)
-MAX_TILE_CHANNELS = 16
+ACCUMULATORS = {16: 30, 8: 12}  # x86 vector lanes -> a tile's accumulator registers (of 32 / 16)
 MIN_TILE_CHANNELS = 4  # x86: the most vectors of pixels that leave a tile this many channels
 ROW_TILE_CHANNELS = 8  # row tiles (H*W not a multiple of the vector width): channels x rows of one vector each
 ROW_TILE_ROWS = 2
@@ -92,11 +100,19 @@ def _fused_pixel_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) 
     sch.transform_block_layout(write, lambda n, f, y, x: (n, f, y * width + x))
     n, f, p, rc, ry, rx = sch.get_loops(conv)
     channels, pixels = pixel_tile(shape.out_channels, shape.groups, shape.out_h * width, lanes)
-    f0, f1 = sch.split(f, [None, channels])
     p0, p1 = sch.split(p, [None, pixels])
-    sch.reorder(n, f0, p0, rc, ry, rx, f1, p1)
-    sch.reverse_compute_at(write, p0)
-    _finish(sch, conv, write, rc, outer=[n, f0, p0], unrolled=[f1], vector=p1)
+    f0, f1 = sch.split(f, [None, channels])
+    if shape.out_channels % channels == 0:
+        sch.reorder(n, f0, p0, rc, ry, rx, f1, p1)
+        sch.reverse_compute_at(write, p0)
+        _finish(sch, conv, write, rc, outer=[n, f0, p0], unrolled=[f1], vector=p1)
+        return
+    # The last tile is partial (ungrouped convs only): its channels past the last are predicated off. The tiles of
+    # channels are unrolled, so each predicate is a constant there and the partial tile's accumulators stay in
+    # registers (a predicate inside the reduction loop makes LLVM keep them in memory).
+    sch.reorder(n, p0, f0, rc, ry, rx, f1, p1)
+    sch.reverse_compute_at(write, f0)
+    _finish(sch, conv, write, rc, outer=[n, p0], unrolled=[f1, f0], vector=p1)
 
 
 def pixel_tile(out_channels: int, groups: int, plane: int, lanes: int) -> tuple[int, int]:
@@ -106,10 +122,18 @@ def pixel_tile(out_channels: int, groups: int, plane: int, lanes: int) -> tuple[
     if budget is None:
         return divisor_at_most(out_channels, F_TILE), divisor_at_most(plane, lanes * VECTORS_PER_TILE, lanes)
     out_per_group, vectors = out_channels // groups, plane // lanes
-    tiles = [(divisor_at_most(out_per_group, min(MAX_TILE_CHANNELS, budget // v)), v)
+    tiles = [(tile_channels(out_per_group, budget // v, partial=groups == 1), v)
              for v in (4, 2, 1) if v <= VECTORS_PER_TILE and vectors % v == 0]
     channels, per_tile = next(((f, v) for f, v in tiles if f >= MIN_TILE_CHANNELS), max(tiles))
     return channels, per_tile * lanes
+
+
+def tile_channels(channels: int, limit: int, partial: bool) -> int:
+    """At most `limit` of `channels` (a group's): the largest divisor, or where `partial`, as many of the fewest
+    equal tiles, the last one partial, if that is more (58 channels, 6 at most: 6, not 2; 80, 30 at most: 27)."""
+    divisor = divisor_at_most(channels, limit)
+    tiles = -(-channels // limit)
+    return max(divisor, -(-channels // tiles)) if partial else divisor
 
 
 def _row_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) -> None:

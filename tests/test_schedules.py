@@ -138,20 +138,30 @@ def test_row_tiles_on_avx2_split_rows_wider_than_a_register():
 
 @pytest.mark.parametrize(("mcpu", "spec", "tile"), [
     # V1 g3 1.0x, 60 -> 240 in 3 groups @28x28 reading the shuffle: 49 vectors of 16 pixels, one per tile, so
-    # 16 channels of a group (80) fill the 16 accumulators
-    ("skylake-avx512", (1, 60, 240, 28, 28, 3, 3), (16, 1)),
+    # 20 channels of a group (80; a divisor within 30 accumulators)
+    ("skylake-avx512", (1, 60, 240, 28, 28, 3, 3), (20, 1)),
     # V1 g8 1.0x, 96 -> 360 in 8 groups: 45 channels a group, 15 of them
     ("skylake-avx512", (1, 96, 360, 28, 28, 8, 8), (15, 1)),
-    # V1 g3's 24 -> 60 @56x56: 4 vectors of pixels leave room for 4 channels
-    ("skylake-avx512", (1, 24, 60, 56, 56, 1, 1), (4, 4)),
+    # V2 1.0x's 58 -> 58 @28x28: 29 channels x 1 vector, 29 of 32 registers
+    ("skylake-avx512", (1, 58, 58, 28, 28, 1, 1), (29, 1)),
+    # V2 2.0x's 122 -> 122 @28x28 (122 = 2 x 61): 5 tiles of 25 channels, the last one of 22
+    ("skylake-avx512", (1, 122, 122, 28, 28, 1, 1), (25, 1)),
+    # V1 g3's 24 -> 60 @56x56: 4 vectors of pixels leave room for 7 channels: 9 tiles, the last one of 4
+    ("skylake-avx512", (1, 24, 60, 56, 56, 1, 1), (7, 4)),
     # AVX2, 12 accumulators: 4 vectors would leave 3 channels, so 2 vectors x 6 channels
     ("haswell", (1, 24, 60, 56, 56, 1, 1), (6, 2)),
-    # V2's 58 channels divide by 2 only: 2 channels x 4 vectors, as before
-    ("haswell", (1, 24, 58, 56, 56, 1, 1), (2, 4)),
+    # V2's 58 channels divide by 2 and 29 only: 10 tiles of 6 channels, the last one of 4 (was 2 x 4)
+    ("haswell", (1, 24, 58, 56, 56, 1, 1), (6, 2)),
+    ("haswell", (1, 58, 58, 28, 28, 1, 1), (6, 2)),
+    # grouped: a divisor of the group's channels (20), no partial tile, which would reach into the next group
+    ("haswell", (1, 240, 60, 28, 28, 3, 3), (5, 2)),
 ])
 def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
     """NCHW 1x1 convs on planes of whole vectors: the tile (channels x vectors of pixels, unrolled x
-    vectorized) fills the accumulators of the register file with channels of one group; what it computes."""
+    vectorized) fills the accumulators of the register file with channels of one group; where the channels are
+    not a multiple of the tile's (ungrouped convs), the tiles of channels are unrolled too, so that the partial
+    tile's predicate depends on unrolled loops only (a constant once unrolled: inside the reduction loop it would
+    keep its accumulators in memory); what it computes."""
     from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
     from shuffletvm.schedules import grouped_conv1x1
     from shuffletvm.schedules._common import vector_lanes
@@ -159,13 +169,21 @@ def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
 
     target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
     func = shuffled_group_conv(ShuffledGroupConvSpec(*spec))
-    sch = grouped_conv1x1.schedule(func, target)
-    loops = [sch.get(loop) for loop in sch.get_loops(sch.get_sblock("group_conv2d_nchw_update"))]
-    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED] == [tile[0]]
-    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED] == [
-        tile[1] * vector_lanes(target)]
-    rng = np.random.default_rng(0)
     batch, cin, cout, h, w, groups, _ = spec
+    sch = grouped_conv1x1.schedule(func, target)
+    update = sch.get_sblock("group_conv2d_nchw_update")
+    loops = [sch.get(loop) for loop in sch.get_loops(update)]
+    unrolled = [lp for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED]
+    channels, vectors = tile
+    tiles = -(-cout // channels)
+    assert [int(lp.extent) for lp in unrolled] == ([channels] if cout % channels == 0 else [tiles, channels])
+    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED] == [
+        vectors * vector_lanes(target)]
+    realize = sch.get(sch.get_loops(update)[-1]).body
+    assert isinstance(realize, SBlockRealize)
+    predicate_vars = {v.name for v in tvm.tirx.analysis.undefined_vars(realize.predicate)}
+    assert predicate_vars <= {lp.loop_var.name for lp in unrolled}, realize.predicate
+    rng = np.random.default_rng(0)
     args = [rng.standard_normal(s).astype(np.float32)
             for s in ((batch, cin, h, w), (cout, cin // groups, 1, 1), (batch, cout, h, w))]
     np.testing.assert_allclose(_run(sch.mod["main"], [a.copy() for a in args]), _run(func, [a.copy() for a in args]),
