@@ -136,5 +136,6 @@ shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kerne
     '^(fused_conv2d2_add1_relu2|fused_conv2d4_add5_relu4|fused_conv2d_add_relu|fused_shuffled_group_conv1_add3_add4_relu3|fused_shuffled_group_conv_add2_relu1)$' \
     --time-budget 7 --remeasure 3
 # kernel_profile.py --against the log before: fused_shuffled_group_conv_add2_relu1 (it writes into the stage's
-# concat) slower in the built models; its new records replaced by its records from before this run, then:
-python benchmarks/prune_shipped_log.py
+# concat) slower in the built models; its new records replaced by its records from before this run (a one-off
+# script then; since session 20 `--restore`, from a copy of tuning_logs/ taken before the run), and the log pruned:
+python benchmarks/prune_shipped_log.py --restore '^fused_shuffled_group_conv_add2_relu1$' --from "${LOG_BEFORE:-/tmp/logroot-before}"

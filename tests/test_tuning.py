@@ -421,6 +421,38 @@ def test_prune_keeps_the_best_records_of_live_kernels(tuned_log, tmp_path):
         prune_log(pruned, 0)
 
 
+def test_prune_restores_kernels_records_from_another_log(tuned_log, tmp_path):
+    """`restore`: the kernels named take their records from another log of the target (a copy from before a run
+    whose records of them were slower in the built model), the others keep theirs; a source without records of
+    one of them changes nothing."""
+    from shuffletvm.tuning.database import prune_log
+    from shuffletvm.tuning.tasks import records_for
+
+    import tvm_ffi
+
+    for name in ("now", "before"):
+        shutil.copytree(tuned_log / X86.log_key, tmp_path / name / X86.log_key)
+    tasks = {t.name: t for t in _tasks("shufflenet_v2_x0_5")}
+    conv = int(tvm_ffi.structural_hash(tasks["fused_conv2d_add"].extracted.dispatched[0]))
+    before = open_log(X86, tmp_path / "before")
+    prune_log(before, 1)  # the copy from before: one record of each kernel
+    log = open_log(X86, tmp_path / "now")
+    counts = {name: len(records_for(task, log.database())) for name, task in tasks.items()}
+    assert counts["fused_conv2d_add"] > 1 and counts["fused_conv2d3_add"] > 1
+    best_before = records_for(tasks["fused_conv2d_add"], open_log(X86, tmp_path / "before").database())[0]
+
+    prune_log(log, 16, restore=(open_log(X86, tmp_path / "before", create=False), {conv}))
+    database = open_log(X86, tmp_path / "now", create=False).database()
+    restored = records_for(tasks["fused_conv2d_add"], database)
+    assert len(restored) == 1 and str(restored[0].trace) == str(best_before.trace)
+    assert len(records_for(tasks["fused_conv2d3_add"], database)) == counts["fused_conv2d3_add"]
+
+    files = {p.name: p.read_bytes() for p in (tmp_path / "now" / X86.log_key).iterdir()}
+    with pytest.raises(ShuffleTVMError, match="has no records of 1 of the 1 kernels to restore; nothing changed"):
+        prune_log(open_log(X86, tmp_path / "now"), 16, restore=(open_log(X86, tmp_path / "none", create=False), {conv}))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "now" / X86.log_key).iterdir()} == files
+
+
 def test_time_budget_ends_the_warm_up_and_keeps_its_batches(tmp_path):
     """A budget that ends during MetaSchedule's warm-up (every kernel's first batch is started before any is
     joined) stops it before the next batch is built, and the batch already sent is joined and committed: the

@@ -260,26 +260,30 @@ class PruneResult:
     workloads_after: int
 
 
-def prune_log(log: TuningLog, keep: int, live: set[int] | None = None) -> PruneResult:
+def prune_log(log: TuningLog, keep: int, live: set[int] | None = None,
+              restore: tuple[TuningLog, set[int]] | None = None) -> PruneResult:
     """Rewrite `log` with at most `keep` fastest valid records per kernel, and only the kernels whose workload
     structural hash is in `live` (all if None): what a shipped log needs. Builds use only the best record; the
-    search seeds its population from the best few. The new files are written beside the old ones and swapped
-    in with renames, so an interrupted prune leaves the old log."""
+    search seeds its population from the best few. `restore` (another log of the same target, kernels' hashes):
+    those kernels' records are the other log's instead (a copy taken before a run whose new records of them were
+    slower in the built model); it must have some for each, else nothing changes. The new files are written
+    beside the old ones and swapped in with renames, so an interrupted prune leaves the old log."""
     import shutil
 
-    import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
     if keep < 1:
         raise ShuffleTVMError(f"keep at least 1 record per kernel, got {keep}")
-    old = log.database()
-    by_workload: dict[int, list[Any]] = {}
-    for record in old.get_all_tuning_records():
-        if not record.run_secs or any(float(s) >= 1e9 for s in record.run_secs):
-            continue
-        key = int(tvm_ffi.structural_hash(record.workload.mod))
-        if live is None or key in live:
-            by_workload.setdefault(key, []).append(record)
+    source, restored = restore if restore is not None else (None, set())
+    by_workload = {key: records for key, records in _records_by_workload(log).items()
+                   if (live is None or key in live) and key not in restored}
+    if source is not None:
+        from_source = _records_by_workload(source)
+        missing = restored - from_source.keys()
+        if missing:
+            raise ShuffleTVMError(f"'{source.path}' has no records of {len(missing)} of the {len(restored)} kernels "
+                                  "to restore; nothing changed")
+        by_workload.update({key: from_source[key] for key in restored})
     staging = log.path.with_name(log.path.name + ".pruning")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -303,3 +307,14 @@ def prune_log(log: TuningLog, keep: int, live: set[int] | None = None) -> PruneR
     staging.rename(log.path)
     shutil.rmtree(retired)
     return result
+
+
+def _records_by_workload(log: TuningLog) -> dict[int, list[Any]]:
+    """The log's measured records (not failed builds or runs), by their kernel's structural hash."""
+    import tvm_ffi
+
+    by_workload: dict[int, list[Any]] = {}
+    for record in log.database().get_all_tuning_records():
+        if record.run_secs and all(float(s) < 1e9 for s in record.run_secs):
+            by_workload.setdefault(int(tvm_ffi.structural_hash(record.workload.mod)), []).append(record)
+    return by_workload
