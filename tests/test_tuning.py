@@ -425,10 +425,10 @@ def test_prune_restores_kernels_records_from_another_log(tuned_log, tmp_path):
     """`restore`: the kernels named take their records from another log of the target (a copy from before a run
     whose records of them were slower in the built model), the others keep theirs; a source without records of
     one of them changes nothing."""
+    import tvm_ffi
+
     from shuffletvm.tuning.database import prune_log
     from shuffletvm.tuning.tasks import records_for
-
-    import tvm_ffi
 
     for name in ("now", "before"):
         shutil.copytree(tuned_log / X86.log_key, tmp_path / name / X86.log_key)
