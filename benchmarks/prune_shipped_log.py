@@ -43,7 +43,8 @@ def main() -> None:
     target = resolve_target("x86", TargetOptions(mcpu=args.mcpu, num_cores=args.num_cores))
     tvm_target = target.tvm_target()
     tasks = [task for models, batch in SHIPPED for task in model_tasks(list(models), batch, tvm_target)]
-    live = {int(tvm_ffi.structural_hash(task.extracted.dispatched[0])) for task in tasks}
+    kernels = [(task.name, int(tvm_ffi.structural_hash(task.extracted.dispatched[0]))) for task in tasks]
+    live = {key for _name, key in kernels}
     # and the plain convs KeepIdentityInPlace's convs replace: a retune seeds them from these (tuning/seeds.py)
     for task in tasks:
         twin = plain_twin(task.extracted.dispatched[0]["main"], tvm_target)
@@ -53,8 +54,7 @@ def main() -> None:
     try:
         log = open_log(target)
         if args.restore is not None:
-            restored = {int(tvm_ffi.structural_hash(task.extracted.dispatched[0]))
-                        for task in tasks if re.search(args.restore, task.name)}
+            restored = {key for name, key in kernels if re.search(args.restore, name)}
             if not restored:
                 parser.error(f"no kernel of the shipped models matches --restore {args.restore!r}")
             restore = (open_log(target, args.source, create=False), restored)

@@ -138,4 +138,5 @@ shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kerne
 # kernel_profile.py --against the log before: fused_shuffled_group_conv_add2_relu1 (it writes into the stage's
 # concat) slower in the built models; its new records replaced by its records from before this run (a one-off
 # script then; since session 20 `--restore`, from a copy of tuning_logs/ taken before the run), and the log pruned:
-python benchmarks/prune_shipped_log.py --restore '^fused_shuffled_group_conv_add2_relu1$' --from "${LOG_BEFORE:-/tmp/logroot-before}"
+python benchmarks/prune_shipped_log.py --restore '^fused_shuffled_group_conv_add2_relu1$' \
+    --from "${LOG_BEFORE:-/tmp/logroot-before}"
