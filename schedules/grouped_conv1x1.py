@@ -23,6 +23,18 @@ partial), V2 1.0x 0.41-0.74x, 1.5x 0.59-0.76x, 2.0x 0.40-0.76x, the grouped conv
 schedules only (`benchmarks/ab_modules.py`), bit-identical outputs: V2 1.0x 0.936x (AVX2 code 0.948x), V2 2.0x
 0.881x, V2 0.5x, V1 g3, V1 g8 1.006-1.014x (noise). Session 19's rule against session 18's (4 channels x up to
 4 vectors): V1 g3/g8 1.0x's 28x28 convs 0.31-0.79x with AVX-512, 0.60-0.90x with AVX2.
+Planes whose rows are not whole vectors (14x14, `_row_tiles`): the tile is output channels × rows, each row one
+vector (AVX-512: 14 of 16 lanes) or two (AVX2: 2 × 7), unrolled. `row_tile` takes the most rows (2, then 1) whose
+tile fills `MIN_ROW_ACCUMULATORS` accumulators within `ROW_REGISTERS` (a row of input takes registers too:
+(channels + 1) × rows × vectors of a row), with channels a divisor of a group's, else, for ungrouped convs, the
+fewest equal tiles with a partial last one (unrolled, as above). AVX-512: V2 1.0x's 116 channels (4 × 29) 13 × 2,
+the last tile of 12; 232 8 × 2; V1 g3 10 × 2. AVX2: 6 × 1 (2 rows would leave 2 channels). Against session 20's
+rule (a divisor of at most 8 channels × 2 rows, on AVX2 4 × 2 × 2 vectors: 16 accumulators and 4 inputs in 16
+registers), alone (`benchmarks/conv1x1_tiles.py --path rows`, session 21): AVX2 code 0.56-0.71x, AVX-512 V2 2.0x's
+244 0.63-0.93x, V1 and V2 0.5x/1.5x 0.93-0.99x; end to end, hand schedules only, bit-identical outputs: V2 1.0x
+0.953x (AVX2 code 0.888x), V2 2.0x 0.942x, V2 0.5x/1.5x and V1 g3/g8 0.986-1.006x (noise). One row of 29 channels
+(a divisor) was faster alone on 116 (0.81-0.93x) but slower in the model (V2 1.0x 1.05x end to end): it loads a
+broadcast weight for every FMA, two rows for every other.
 aarch64 (NEON) keeps `F_TILE` channels × up to `VECTORS_PER_TILE` vectors (16 of its 32 registers): speed is not
 measured here (emulated).
 
@@ -54,8 +66,11 @@ F_TILE = 4  # NEON: output channels per tile
 VECTORS_PER_TILE = 4  # NEON, and the most on x86: pixels per tile, about this many vectors
 ACCUMULATORS = {16: 30, 8: 12}  # x86 vector lanes -> a tile's accumulator registers (of 32 / 16)
 MIN_TILE_CHANNELS = 4  # x86: the most vectors of pixels that leave a tile this many channels
-ROW_TILE_CHANNELS = 8  # row tiles (H*W not a multiple of the vector width): channels x rows of one vector each
-ROW_TILE_ROWS = 2
+ROW_TILE_ROWS = 2  # the most: row tiles (H*W not a multiple of the vector width) are channels x rows
+ROW_REGISTERS = {16: 30, 8: 15}  # x86 lanes -> registers for a row tile's accumulators and rows of input (AVX2:
+                                 # one of its 16 holds the broadcast weight)
+MIN_ROW_ACCUMULATORS = 12  # x86: the most rows a tile whose channels fill this many accumulators
+ROW_TILE_CHANNELS = 8  # NEON: a row tile's channels (a divisor), x up to ROW_TILE_ROWS rows
 # CUDA (`_gpu`, `gpu_tiles`)
 GPU_CHANNELS_PER_THREAD = 4  # at most: output channels a thread accumulates (of one pixel)
 GPU_PIXEL_THREADS = 64  # at most: consecutive pixels of one image, one per thread (whole rows or an equal part of
@@ -138,18 +153,40 @@ def tile_channels(channels: int, limit: int, partial: bool) -> int:
 
 def _row_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) -> None:
     n, f, y, x, rc, ry, rx = sch.get_loops(conv)
-    f0, f1 = sch.split(f, [None, divisor_at_most(shape.out_channels, ROW_TILE_CHANNELS)])
-    rows = divisor_at_most(shape.out_h, ROW_TILE_ROWS)
+    channels, rows = row_tile(shape.out_channels, shape.groups, shape.out_h, shape.out_w, lanes)
+    f0, f1 = sch.split(f, [None, channels])
     y0, y1 = sch.split(y, [None, rows])
-    sch.reorder(n, f0, y0, rc, ry, rx, f1, y1, x)
-    sch.reverse_compute_at(write, y0)
-    unrolled = [f1, y1]
+    unrolled, row = [f1, y1], [x]
     if shape.out_w > lanes >= 8 and shape.out_w % lanes:
         # A row wider than the register and not a multiple of it: LLVM splits a 14-wide vector very badly on
         # AVX2 (1x1 conv 116->116 at 14x14: 638 us, as two 7-wide vectors 93 us; AVX-512 holds 14 in one).
-        x0, x = sch.split(x, [None, divisor_at_most(shape.out_w, lanes)])
-        unrolled.append(x0)
-    _finish(sch, conv, write, rc, outer=[n, f0, y0], unrolled=unrolled, vector=x)
+        row = sch.split(x, [None, divisor_at_most(shape.out_w, lanes)])
+        unrolled.append(row[0])
+    if shape.out_channels % channels == 0:
+        sch.reorder(n, f0, y0, rc, ry, rx, f1, y1, *row)
+        sch.reverse_compute_at(write, y0)
+        _finish(sch, conv, write, rc, outer=[n, f0, y0], unrolled=unrolled, vector=row[-1])
+        return
+    # A partial last tile of channels (ungrouped convs): as in `_fused_pixel_tiles`, the tiles of channels unrolled.
+    sch.reorder(n, y0, f0, rc, ry, rx, f1, y1, *row)
+    sch.reverse_compute_at(write, f0)
+    _finish(sch, conv, write, rc, outer=[n, y0], unrolled=[*unrolled, f0], vector=row[-1])
+
+
+def row_tile(out_channels: int, groups: int, height: int, width: int, lanes: int) -> tuple[int, int]:
+    """(output channels, rows) of a row register tile for a conv of `out_channels` in `groups` groups over a
+    `height` x `width` plane whose rows are not whole vectors: see the module docstring."""
+    registers = ROW_REGISTERS.get(lanes)
+    if registers is None:
+        return divisor_at_most(out_channels, ROW_TILE_CHANNELS), divisor_at_most(height, ROW_TILE_ROWS)
+    per_group = out_channels // groups
+    per_row = -(-width // divisor_at_most(width, lanes))  # vectors a row takes (AVX2: 14 as 2 x 7)
+    for rows in (r for r in range(ROW_TILE_ROWS, 0, -1) if height % r == 0):
+        limit = registers // (rows * per_row) - 1  # each row's vectors of input take registers too
+        for channels in (divisor_at_most(per_group, limit), tile_channels(per_group, limit, partial=groups == 1)):
+            if channels * rows * per_row >= MIN_ROW_ACCUMULATORS:
+                return channels, rows
+    return channels, rows  # none holds that many: one row, the most channels
 
 
 def _finish(sch: Any, conv: Any, write: Any, rc: Any, outer: list, unrolled: list, vector: Any) -> None:

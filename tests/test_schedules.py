@@ -190,6 +190,55 @@ def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("mcpu", "spec", "tile"), [
+    # V2 1.0x's 116 -> 116 @14x14 (116 = 4 x 29): a divisor would be 4 channels x 2 rows (8 accumulators), so 9
+    # tiles of 13 channels x 2 rows, the last one of 12
+    ("skylake-avx512", (1, 116, 116, 14, 14, 1, 1), (13, 2)),
+    # V2 2.0x's 244 (4 x 61): 18 tiles of 14 channels, the last one of 6
+    ("skylake-avx512", (1, 244, 244, 14, 14, 1, 1), (14, 2)),
+    # V2 1.0x's 232 -> 232: a divisor that fills 16 accumulators, 8 channels x 2 rows
+    ("skylake-avx512", (1, 232, 232, 14, 14, 1, 1), (8, 2)),
+    # V1 g3: 10 of a group's 80 channels x 2 rows
+    ("skylake-avx512", (1, 120, 240, 14, 14, 3, 3), (10, 2)),
+    # AVX2: a 14-wide row is 2 registers; 2 rows would leave 2 channels: 6 channels x 1 row, the last tile of 116
+    # with 2
+    ("haswell", (1, 116, 116, 14, 14, 1, 1), (6, 1)),
+    # grouped: a divisor of the group's channels (40): 5 x 1
+    ("haswell", (1, 120, 120, 14, 14, 3, 3), (5, 1)),
+])
+def test_conv1x1_row_tiles_fill_the_accumulators(mcpu, spec, tile):
+    """NCHW 1x1 convs on planes that are not whole vectors (14x14): the tile (channels x rows, unrolled, each row
+    one or two vectors) takes the most rows whose channels hold `MIN_ROW_ACCUMULATORS` accumulators, a divisor of
+    a group's channels, else (ungrouped convs) the fewest equal tiles with a partial last one, whose predicate
+    depends on unrolled loops only; what it computes."""
+    from shuffletvm.schedules import grouped_conv1x1
+
+    from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
+    from shuffletvm.targets import TargetOptions
+
+    target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
+    func = shuffled_group_conv(ShuffledGroupConvSpec(*spec))
+    batch, cin, cout, h, w, groups, _ = spec
+    sch = grouped_conv1x1.schedule(func, target)
+    update = sch.get_sblock("group_conv2d_nchw_update")
+    loops = [sch.get(loop) for loop in sch.get_loops(update)]
+    unrolled = [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED]
+    channels, rows = tile
+    split_row = [2] if mcpu == "haswell" else []  # 14 wide as 2 x 7
+    expected = [channels, rows, *split_row] if cout % channels == 0 else [-(-cout // channels), channels, rows,
+                                                                           *split_row]
+    assert unrolled == expected, unrolled
+    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED] == [7 if split_row else 14]
+    realize = sch.get(sch.get_loops(update)[-1]).body
+    predicate_vars = {v.name for v in tvm.tirx.analysis.undefined_vars(realize.predicate)}
+    assert predicate_vars <= {lp.loop_var.name for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED}
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(s).astype(np.float32)
+            for s in ((batch, cin, h, w), (cout, cin // groups, 1, 1), (batch, cout, h, w))]
+    np.testing.assert_allclose(_run(sch.mod["main"], [a.copy() for a in args]), _run(func, [a.copy() for a in args]),
+                               rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("mcpu, lanes, rows", [
     ("skylake-avx512", 16, {28: 14, 14: 14, 32: 32}),
     ("haswell", 8, {28: 28, 14: 7, 32: 32}),
