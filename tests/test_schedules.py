@@ -162,9 +162,22 @@ def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
     not a multiple of the tile's (ungrouped convs), the tiles of channels are unrolled too, so that the partial
     tile's predicate depends on unrolled loops only (a constant once unrolled: inside the reduction loop it would
     keep its accumulators in memory); what it computes."""
-    from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
-    from shuffletvm.schedules import grouped_conv1x1
     from shuffletvm.schedules._common import vector_lanes
+
+    unrolled, vectorized, target = _scheduled_conv1x1_loops(mcpu, spec)
+    cout, (channels, vectors) = spec[2], tile
+    assert unrolled == ([channels] if cout % channels == 0 else [-(-cout // channels), channels]), unrolled
+    assert vectorized == [vectors * vector_lanes(target)]
+
+
+def _scheduled_conv1x1_loops(mcpu: str, spec: tuple) -> tuple[list[int], list[int], object]:
+    """The extents of the unrolled and of the vectorized loops around the accumulation of the 1x1 conv kernel
+    `spec` (ShuffledGroupConvSpec's fields) as grouped_conv1x1 schedules it for `mcpu`, and the target; checked on
+    the way: the accumulation's predicate (a partial tile's) depends on unrolled loops only, and the scheduled
+    kernel computes what the unscheduled one does."""
+    from shuffletvm.schedules import grouped_conv1x1
+
+    from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
     from shuffletvm.targets import TargetOptions
 
     target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
@@ -174,11 +187,6 @@ def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
     update = sch.get_sblock("group_conv2d_nchw_update")
     loops = [sch.get(loop) for loop in sch.get_loops(update)]
     unrolled = [lp for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED]
-    channels, vectors = tile
-    tiles = -(-cout // channels)
-    assert [int(lp.extent) for lp in unrolled] == ([channels] if cout % channels == 0 else [tiles, channels])
-    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED] == [
-        vectors * vector_lanes(target)]
     realize = sch.get(sch.get_loops(update)[-1]).body
     assert isinstance(realize, SBlockRealize)
     predicate_vars = {v.name for v in tvm.tirx.analysis.undefined_vars(realize.predicate)}
@@ -188,6 +196,8 @@ def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
             for s in ((batch, cin, h, w), (cout, cin // groups, 1, 1), (batch, cout, h, w))]
     np.testing.assert_allclose(_run(sch.mod["main"], [a.copy() for a in args]), _run(func, [a.copy() for a in args]),
                                rtol=1e-5, atol=1e-5)
+    return ([int(lp.extent) for lp in unrolled],
+            [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED], target)
 
 
 @pytest.mark.parametrize(("mcpu", "spec", "tile"), [
@@ -211,32 +221,12 @@ def test_conv1x1_row_tiles_fill_the_accumulators(mcpu, spec, tile):
     one or two vectors) takes the most rows whose channels hold `MIN_ROW_ACCUMULATORS` accumulators, a divisor of
     a group's channels, else (ungrouped convs) the fewest equal tiles with a partial last one, whose predicate
     depends on unrolled loops only; what it computes."""
-    from shuffletvm.schedules import grouped_conv1x1
-
-    from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
-    from shuffletvm.targets import TargetOptions
-
-    target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
-    func = shuffled_group_conv(ShuffledGroupConvSpec(*spec))
-    batch, cin, cout, h, w, groups, _ = spec
-    sch = grouped_conv1x1.schedule(func, target)
-    update = sch.get_sblock("group_conv2d_nchw_update")
-    loops = [sch.get(loop) for loop in sch.get_loops(update)]
-    unrolled = [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED]
-    channels, rows = tile
+    unrolled, vectorized, _ = _scheduled_conv1x1_loops(mcpu, spec)
+    cout, (channels, rows) = spec[2], tile
     split_row = [2] if mcpu == "haswell" else []  # 14 wide as 2 x 7
-    expected = [channels, rows, *split_row] if cout % channels == 0 else [-(-cout // channels), channels, rows,
-                                                                           *split_row]
-    assert unrolled == expected, unrolled
-    assert [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED] == [7 if split_row else 14]
-    realize = sch.get(sch.get_loops(update)[-1]).body
-    predicate_vars = {v.name for v in tvm.tirx.analysis.undefined_vars(realize.predicate)}
-    assert predicate_vars <= {lp.loop_var.name for lp in loops if lp.kind == tvm.tirx.ForKind.UNROLLED}
-    rng = np.random.default_rng(0)
-    args = [rng.standard_normal(s).astype(np.float32)
-            for s in ((batch, cin, h, w), (cout, cin // groups, 1, 1), (batch, cout, h, w))]
-    np.testing.assert_allclose(_run(sch.mod["main"], [a.copy() for a in args]), _run(func, [a.copy() for a in args]),
-                               rtol=1e-5, atol=1e-5)
+    tiles = [] if cout % channels == 0 else [-(-cout // channels)]
+    assert unrolled == [*tiles, channels, rows, *split_row], unrolled
+    assert vectorized == [7 if split_row else 14]
 
 
 @pytest.mark.parametrize("mcpu, lanes, rows", [
