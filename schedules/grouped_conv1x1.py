@@ -117,17 +117,7 @@ def _fused_pixel_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) 
     channels, pixels = pixel_tile(shape.out_channels, shape.groups, shape.out_h * width, lanes)
     p0, p1 = sch.split(p, [None, pixels])
     f0, f1 = sch.split(f, [None, channels])
-    if shape.out_channels % channels == 0:
-        sch.reorder(n, f0, p0, rc, ry, rx, f1, p1)
-        sch.reverse_compute_at(write, p0)
-        _finish(sch, conv, write, rc, outer=[n, f0, p0], unrolled=[f1], vector=p1)
-        return
-    # The last tile is partial (ungrouped convs only): its channels past the last are predicated off. The tiles of
-    # channels are unrolled, so each predicate is a constant there and the partial tile's accumulators stay in
-    # registers (a predicate inside the reduction loop makes LLVM keep them in memory).
-    sch.reorder(n, p0, f0, rc, ry, rx, f1, p1)
-    sch.reverse_compute_at(write, f0)
-    _finish(sch, conv, write, rc, outer=[n, p0], unrolled=[f1, f0], vector=p1)
+    _place_tiles(sch, conv, write, n, f0, p0, [rc, ry, rx], [f1, p1], [f1], shape.out_channels % channels != 0)
 
 
 def pixel_tile(out_channels: int, groups: int, plane: int, lanes: int) -> tuple[int, int]:
@@ -162,15 +152,8 @@ def _row_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) -> None:
         # AVX2 (1x1 conv 116->116 at 14x14: 638 us, as two 7-wide vectors 93 us; AVX-512 holds 14 in one).
         row = sch.split(x, [None, divisor_at_most(shape.out_w, lanes)])
         unrolled.append(row[0])
-    if shape.out_channels % channels == 0:
-        sch.reorder(n, f0, y0, rc, ry, rx, f1, y1, *row)
-        sch.reverse_compute_at(write, y0)
-        _finish(sch, conv, write, rc, outer=[n, f0, y0], unrolled=unrolled, vector=row[-1])
-        return
-    # A partial last tile of channels (ungrouped convs): as in `_fused_pixel_tiles`, the tiles of channels unrolled.
-    sch.reorder(n, y0, f0, rc, ry, rx, f1, y1, *row)
-    sch.reverse_compute_at(write, f0)
-    _finish(sch, conv, write, rc, outer=[n, y0], unrolled=[*unrolled, f0], vector=row[-1])
+    _place_tiles(sch, conv, write, n, f0, y0, [rc, ry, rx], [f1, y1, *row], unrolled,
+                 shape.out_channels % channels != 0)
 
 
 def row_tile(out_channels: int, groups: int, height: int, width: int, lanes: int) -> tuple[int, int]:
@@ -187,6 +170,24 @@ def row_tile(out_channels: int, groups: int, height: int, width: int, lanes: int
             if channels * rows * per_row >= MIN_ROW_ACCUMULATORS:
                 return channels, rows
     return channels, rows  # none holds that many: one row, the most channels
+
+
+def _place_tiles(sch: Any, conv: Any, write: Any, n: Any, f0: Any, pixels0: Any, reduction: list, inner: list,
+                 unrolled: list, partial: bool) -> None:
+    """The tiles' loops: the tiles of channels (`f0`) and of pixels (`pixels0`) in parallel, then the reduction, then
+    the tile (`inner`: `unrolled` loops and the vector last), written at the pixels' tile. Where the last tile of
+    channels is partial (ungrouped convs only) its channels past the last are predicated off, and the tiles of
+    channels are unrolled inside the pixels', the write at each, so that each predicate is a constant there and the
+    partial tile's accumulators stay in registers (a predicate inside the reduction loop makes LLVM keep them in
+    memory)."""
+    if partial:
+        sch.reorder(n, pixels0, f0, *reduction, *inner)
+        sch.reverse_compute_at(write, f0)
+        _finish(sch, conv, write, reduction[0], outer=[n, pixels0], unrolled=[*unrolled, f0], vector=inner[-1])
+    else:
+        sch.reorder(n, f0, pixels0, *reduction, *inner)
+        sch.reverse_compute_at(write, pixels0)
+        _finish(sch, conv, write, reduction[0], outer=[n, f0, pixels0], unrolled=unrolled, vector=inner[-1])
 
 
 def _finish(sch: Any, conv: Any, write: Any, rc: Any, outer: list, unrolled: list, vector: Any) -> None:
