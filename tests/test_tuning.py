@@ -484,7 +484,7 @@ def test_searching_logged_kernels_without_remeasure_warns(tuned_log, tmp_path):
 def test_tuning_starts_from_the_hand_schedule_once(tuned_log):
     """The depthwise kernels' hand schedules are records of their own in the log (so the build can never pick a
     searched candidate slower than them), and seeding again finds them there and measures nothing."""
-    from shuffletvm.tuning.seeds import _trace_text, hand_schedule, seed_hand_schedules
+    from shuffletvm.tuning.seeds import _trace_text, hand_schedule, hand_seeds
     from shuffletvm.tuning.tasks import records_for
 
     log = open_log(X86, tuned_log)
@@ -497,7 +497,26 @@ def test_tuning_starts_from_the_hand_schedule_once(tuned_log):
         assert rule == "depthwise_conv3x3"
         traces = [_trace_text(r.trace) for r in records_for(task, database)]
         assert _trace_text(sch.trace) in traces and len(traces) >= 2
-    assert seed_hand_schedules(tasks, database, builder=None, runner=None, target=target) == 0
+    assert hand_seeds(tasks, database, target) == []
+
+
+def test_a_covered_kernels_changed_hand_schedule_is_measured(tmp_path, monkeypatch):
+    """A hand schedule that changed since a kernel's records were logged (here: there was none then) is measured
+    and recorded by the next run that selects the kernel, though the log covers it and nothing is searched:
+    else the build would keep the stale records over a faster hand schedule."""
+    from shuffletvm.tuning import seeds
+
+    config = TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path,
+                        kernels="^fused_conv2d_add$")
+    with monkeypatch.context() as patched:
+        patched.setattr(seeds, "hand_schedule", lambda task, target: None)
+        first = tune(config)
+    assert first.trials == 1 and first.log.records_now() == 1
+    again = tune(config)
+    assert again.trials == 0 and again.skipped == 1 and again.log.records_now() == 2
+    (task,) = again.tasks
+    rule, sch = seeds.hand_schedule(task, X86.tvm_target())
+    assert rule == "depthwise_conv3x3" and seeds._recorded(task, sch, again.log.database())
 
 
 def test_corrupt_and_truncated_lines_are_skipped_counted_and_kept(tuned_log, tmp_path):

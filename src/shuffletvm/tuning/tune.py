@@ -29,10 +29,10 @@ from .progress import ProgressCallback, TuneProgress
 from .rpc import TrackerAddress, check_device
 from .seeds import (
     batch_twin_seeds,
+    hand_seeds,
     kindred_seeds,
     measure_and_commit,
     remeasured,
-    seed_hand_schedules,
     seed_plain_twins,
 )
 from .tasks import TuneTask, count_done, model_tasks
@@ -254,6 +254,7 @@ def tune(config: TuneConfig) -> TuneResult:
                     "to tune" if config.kindred_all else f"new to {log.path}", len(borrowed), kindred.path)
     lifted = batch_twin_seeds([t for t in tasks if t.compute], _batch_one_tasks(config, tvm_target),
                               database, tvm_target) if config.batch > 1 else []
+    hand = hand_seeds([t for t in tasks if t.compute], database, tvm_target)
     started = time.monotonic()
     progress = TuneProgress(
         names=[t.name for t in todo], weights=[t.weight for t in todo],
@@ -261,7 +262,7 @@ def tune(config: TuneConfig) -> TuneResult:
         deadline=started + 60 * config.time_budget_min if config.time_budget_min else None,
         emulated=tracker is not None and tracker.host in ("127.0.0.1", "localhost"),
     )
-    if todo or lifted or again or borrowed:
+    if todo or lifted or again or borrowed or hand:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         threads_before = os.environ.get("TVM_NUM_THREADS")
         builder, runner = builder_and_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir,
@@ -269,7 +270,8 @@ def tune(config: TuneConfig) -> TuneResult:
         try:
             if again:
                 database = _measure_again(again, log, database, builder, runner, tvm_target)
-            _measure_starting_points(todo, borrowed, lifted, database, builder, runner, tvm_target, config.batch)
+            _measure_starting_points(todo, borrowed, lifted, hand, database, builder, runner, tvm_target, config.batch,
+                                     rounds=REMEASURE_ROUNDS if again else 1)
             _search(todo, per_task, config, progress, builder, runner, database)
         finally:
             builder.shutdown()
@@ -300,12 +302,13 @@ def _measure_again(again: list[tuple], log: TuningLog, database: Any, builder: A
     return log.database()
 
 
-def _measure_starting_points(todo: list[TuneTask], borrowed: list[tuple], lifted: list[tuple], database: Any,
-                             builder: Any, runner: Any, target: Any, batch: int) -> None:
+def _measure_starting_points(todo: list[TuneTask], borrowed: list[tuple], lifted: list[tuple], hand: list[tuple],
+                             database: Any, builder: Any, runner: Any, target: Any, batch: int, rounds: int) -> None:
     """Records measured before the search (tuning/seeds.py): a kindred CPU's best records, the batch-1
-    schedules at batch N, the hand-written schedules and the stage-buffer convs' plain twins. Seeds are records
-    on top of the trial budgets: counting them as trials would let MetaSchedule's uniform per-task cap hand
-    one kernel's share to another."""
+    schedules at batch N, the hand-written schedules (of every selected kernel, covered or not; with as many
+    rounds as --remeasure gives the records they compete with) and the stage-buffer convs' plain twins. Seeds
+    are records on top of the trial budgets: counting them as trials would let MetaSchedule's uniform per-task
+    cap hand one kernel's share to another."""
     if borrowed:
         done = measure_and_commit(borrowed, database, builder, runner, target)
         logger.info("%d records of a kindred CPU's log measured here", done)
@@ -313,11 +316,13 @@ def _measure_starting_points(todo: list[TuneTask], borrowed: list[tuple], lifted
         logger.info("measuring %d kernels with their batch-1 kernel's tuned schedule", len(lifted))
         done = measure_and_commit(lifted, database, builder, runner, target)
         logger.info("%d batch-%d kernels recorded with their batch-1 schedule", done, batch)
-    compute = [t for t in todo if t.compute]
-    seeded = seed_hand_schedules(compute, database, builder, runner, target)
-    if seeded:
-        logger.info("%d kernels start from their hand-written schedule", seeded)
-    twins = seed_plain_twins(compute, database, builder, runner, target)
+    if hand:
+        covered = len({id(t) for t, _, _ in hand} - {id(t) for t in todo})
+        logger.info("measuring the hand-written schedules of %d kernels as the search's starting points%s", len(hand),
+                    f" ({covered} covered by the log: their hand schedule changed since)" if covered else "")
+        done = measure_and_commit(hand, database, builder, runner, target, rounds=rounds)
+        logger.info("%d kernels start from their hand-written schedule", done)
+    twins = seed_plain_twins([t for t in todo if t.compute], database, builder, runner, target)
     if twins:
         logger.info("%d stage-buffer convs start from their plain conv's tuned schedule", twins)
 
