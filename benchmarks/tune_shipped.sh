@@ -140,3 +140,25 @@ shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kerne
 # script then; since session 20 `--restore`, from a copy of tuning_logs/ taken before the run), and the log pruned:
 python benchmarks/prune_shipped_log.py --restore '^fused_shuffled_group_conv_add2_relu1$' \
     --from "${LOG_BEFORE:-/tmp/logroot-before}"
+# ---- x86-rocketlake-2c, session 22: the NCHW 1x1 convs retuned from sessions 20/21's hand schedules (fused-pixel
+# tiles up to 30 accumulators, row tiles filling 12), the best 3 records of each measured again first, 39 min.
+shuffletvm tune shufflenet_v2_x1_0 --target x86 --time-budget 12 --remeasure 3 --kernels \
+    '^(conv1x1_scatter1?|fused_conv1x1_gather1?_add[0-9]*_relu[0-9]*|fused_conv2d[12478]_add[0-9]+_relu[0-9]+)$'
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 10 --remeasure 3 --kernels \
+    '^(conv1x1_scatter1?|fused_conv1x1_gather1?_add[0-9]*_relu[0-9]*|fused_conv2d[12478]_add[0-9]+_relu[0-9]+)$'
+shuffletvm tune shufflenet_v2_x0_5 --target x86 --time-budget 7 --remeasure 3 --kernels \
+    '^(conv1x1_scatter1?|fused_conv1x1_gather1?_add[0-9]*_relu[0-9]*|fused_conv2d[12569]_add[0-9]+_relu[0-9]+)$'
+shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --time-budget 9 --remeasure 3 \
+    --kernels '^(fused_conv2d[68]_add|fused_shuffled_group_conv[23]_add)'
+# kernel_profile.py --against the log before: V2 1.0x's 14x14 conv1x1_scatter1 (7 calls) slower in the built
+# model at batch 1 (27.6 vs 22.9 us, 21 rounds): its records (V2 0.5x's and batch 8's of that name with it, both
+# within 10%) taken from the log before; warm kernel time then 0.93x (V2 1.0x), 0.95x (batch 8), 0.96x (V2 0.5x),
+# 0.99x (V1 g3), 0.98x (V1 g8) against the log before.
+python benchmarks/prune_shipped_log.py --restore '^conv1x1_scatter1$' --from "${LOG_BEFORE:-/tmp/logroot-before}"
+# Then every kernel's current hand schedule measured beside its best 3 records (tune now seeds the hand schedule of
+# every kernel it selects, covered or not; 50 hand schedules were new to the log: the batch-8 depthwise convs'
+# records ran 1.24-1.60x their hand schedule's time), nothing searched, 6 min; the log pruned.
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1 --remeasure 3
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --trials 1 --remeasure 3
+python benchmarks/prune_shipped_log.py
