@@ -238,7 +238,8 @@ def tune(config: TuneConfig) -> TuneResult:
     todo = [t for t in tasks if t.budget(per_task) > 0]
     skipped = len(tasks) - len(todo)
     logger.info("%d distinct kernels, %d covered by %s, %d to tune", len(tasks), skipped, log.path, len(todo))
-    again = remeasured([t for t in tasks if t.compute], database, tvm_target, config.remeasure)
+    compute = [t for t in tasks if t.compute]
+    again = remeasured(compute, database, tvm_target, config.remeasure)
     logged = [t for t in todo if t.compute and t.done_trials > 0]
     if logged and not config.remeasure:
         # A record keeps the time it was measured in: on a shared VM whose speed moves 2-3x between days, a new
@@ -252,9 +253,9 @@ def tune(config: TuneConfig) -> TuneResult:
     if borrowed:
         logger.info("%d kernels %s start from %d of %s's records (another CPU)", len({id(t) for t, _, _ in borrowed}),
                     "to tune" if config.kindred_all else f"new to {log.path}", len(borrowed), kindred.path)
-    lifted = batch_twin_seeds([t for t in tasks if t.compute], _batch_one_tasks(config, tvm_target),
-                              database, tvm_target) if config.batch > 1 else []
-    hand = hand_seeds([t for t in tasks if t.compute], database, tvm_target)
+    lifted = (batch_twin_seeds(compute, _batch_one_tasks(config, tvm_target), database, tvm_target)
+              if config.batch > 1 else [])
+    hand = hand_seeds(compute, database, tvm_target)
     started = time.monotonic()
     progress = TuneProgress(
         names=[t.name for t in todo], weights=[t.weight for t in todo],
