@@ -1,6 +1,7 @@
 """Kernels inside the running model vs warm on their own, and the model built with and without
 PartitionRowsAcrossCores (or, `--without images`, without its batch-N rule only; `--without concat`, without
-ProduceIntoConcat; `--without stem`, without FuseStemConvPool), timed in interleaved rounds.
+ProduceIntoConcat; `--without stem`, without FuseStemConvPool; `--without tuning`, with hand schedules only),
+timed in interleaved rounds.
 
 Each kernel call of one inference is recorded with the VM's instrument hook (its function and its argument
 tensors, as memory planning placed them), then the whole sequence is replayed call by call: "in sequence" is a
@@ -9,7 +10,7 @@ time right after itself. The difference is what a kernel pays for where its inpu
 L3, memory), which per-kernel tuning does not see.
 
     python benchmarks/sequence_profile.py shufflenet_v2_x1_0 [--batch 1] [--rounds 30] [--top 10]
-        [--without pass|images|concat|stem]
+        [--without pass|images|concat|stem|tuning] [--sort cache|difference]
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from typing import Any
 
 import numpy as np
 
-
 WITHOUT = {  # --without: the other build's options, and what it is
     "pass": ({"partition_rows": False}, "without PartitionRowsAcrossCores"),
     "images": ({"partition_images": False}, "with the batch-1 rule at every batch"),
     "concat": ({"produce_into_concat": False}, "without ProduceIntoConcat"),
     "stem": ({"fuse_stem": False}, "without FuseStemConvPool"),
+    "tuning": ({"use_tuning_logs": False}, "with hand schedules only"),
+}
+SORT = {  # --sort: the table's first rows
+    "cache": lambda row: row[1] - row[0],  # what the other build's kernels pay in sequence over warm, most first
+    "difference": lambda row: row[0] - row[2],  # in sequence, as built slower than the other build, most first
 }
 
 
@@ -73,7 +78,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--without", choices=list(WITHOUT), default="pass",
                         help="the other build: without PartitionRowsAcrossCores, with its batch-1 rule at every "
-                             "batch, or without ProduceIntoConcat")
+                             "batch, without ProduceIntoConcat or FuseStemConvPool, or with hand schedules only")
+    parser.add_argument("--sort", choices=list(SORT), default="cache",
+                        help="first the kernels that pay most in sequence over warm, or those the build as built "
+                             "runs slower in sequence than the other")
     args = parser.parse_args()
     without, other = WITHOUT[args.without]
     from shuffletvm import runtime
@@ -86,9 +94,9 @@ def main() -> None:
             build(BuildConfig(output=paths[label], model=args.model, batch=args.batch, **options))
         models = {label: runtime.load(path) for label, path in paths.items()}
         x = np.random.default_rng(0).random(models["rows"].input_shape, dtype=np.float32)
-        # which core runs what changes no sum; the fused stem sums its conv in its own order (rounding)
+        # which core runs what changes no sum; the fused stem and tuned kernels sum in their own order (rounding)
         ours, other_out = models["rows"].run(x), models["channels"].run(x)
-        tolerance = 1e-4 * np.abs(other_out).max() if args.without == "stem" else 0
+        tolerance = 1e-4 * np.abs(other_out).max() if args.without in ("stem", "tuning") else 0
         np.testing.assert_allclose(ours, other_out, rtol=0, atol=tolerance)
         agree = "identical" if np.array_equal(ours, other_out) else f"within {np.abs(ours - other_out).max():.1e}"
         end_to_end: dict[str, list[float]] = defaultdict(list)
@@ -116,7 +124,7 @@ def main() -> None:
         row[1] += profiles["channels"][1][i] * 1e6
         row[2] += profiles["rows"][0][i] * 1e6
         row[3] += profiles["rows"][1][i] * 1e6
-    for name, row in sorted(totals.items(), key=lambda kv: kv[1][1] - kv[1][0])[:args.top]:
+    for name, row in sorted(totals.items(), key=lambda kv: SORT[args.sort](kv[1]))[:args.top]:
         print(f"| {name} | {names.count(name)} | {row[0]:.0f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.0f} |")
     sums = [sum(row[k] for row in totals.values()) / 1e3 for k in range(4)]
     print(f"| all {len(totals)} kernels | {len(names)} | {sums[0]:.2f} ms | {sums[1]:.2f} ms | {sums[2]:.2f} ms | "
