@@ -10,7 +10,7 @@ time right after itself. The difference is what a kernel pays for where its inpu
 L3, memory), which per-kernel tuning does not see.
 
     python benchmarks/sequence_profile.py shufflenet_v2_x1_0 [--batch 1] [--rounds 30] [--top 10]
-        [--without pass|images|concat|stem|tuning] [--sort cache|difference]
+        [--without pass|images|concat|stem|tuning] [--sort cache|difference] [--log-dir LOG_ROOT]
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--without", choices=list(WITHOUT), default="pass",
                         help="the other build: without PartitionRowsAcrossCores, with its batch-1 rule at every "
                              "batch, without ProduceIntoConcat or FuseStemConvPool, or with hand schedules only")
+    parser.add_argument("--log-dir", type=Path, default=None, help="tuning log root (default: tuning_logs/)")
     parser.add_argument("--sort", choices=list(SORT), default="cache",
                         help="first the kernels that pay most in sequence over warm, or those the build as built "
                              "runs slower in sequence than the other")
@@ -91,7 +92,8 @@ def main() -> None:
         paths = {}
         for label, options in (("rows", {}), ("channels", without)):
             paths[label] = Path(tmp) / f"{label}.so"
-            build(BuildConfig(output=paths[label], model=args.model, batch=args.batch, **options))
+            build(BuildConfig(output=paths[label], model=args.model, batch=args.batch, log_dir=args.log_dir,
+                              **options))
         models = {label: runtime.load(path) for label, path in paths.items()}
         x = np.random.default_rng(0).random(models["rows"].input_shape, dtype=np.float32)
         # which core runs what changes no sum; the fused stem and tuned kernels sum in their own order (rounding)

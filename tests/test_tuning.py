@@ -519,6 +519,39 @@ def test_a_covered_kernels_changed_hand_schedule_is_measured(tmp_path, monkeypat
     assert rule == "depthwise_conv3x3" and seeds._recorded(task, sch, again.log.database())
 
 
+def test_remeasure_measures_a_slow_logged_hand_schedule_again(tmp_path):
+    """--remeasure N measures a kernel's hand-schedule record again with its best N records, though it is not
+    among them: a hand schedule once timed while the machine was busy (here: 1 s) would otherwise stay behind
+    slower tuned records for good, and the build would pick one of them over it."""
+    from dataclasses import replace
+
+    from shuffletvm.tuning import seeds
+    from shuffletvm.tuning.tasks import records_for
+
+    config = TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=2, log_dir=tmp_path,
+                        kernels="^fused_conv2d_add$")
+    first = tune(config)
+    assert first.log.records_now() >= 2
+    records = first.log.path / "database_tuning_record.json"
+    lines = records.read_text().splitlines()
+    busy = json.loads(lines[0])  # the hand schedule: measured before the search
+    busy[1][1] = [1.0]
+    records.write_text("\n".join([json.dumps(busy, separators=(",", ":")), *lines[1:]]) + "\n")
+    (task,) = first.tasks
+    _rule, hand = seeds.hand_schedule(task, X86.tvm_target())
+
+    def hand_seconds() -> list[float]:
+        return [float(r.run_secs[0]) for r in records_for(task, first.log.database())
+                if seeds._trace_text(r.trace) == seeds._trace_text(hand.trace)]
+
+    assert hand_seconds() == [1.0]
+    assert seeds._trace_text(records_for(task, first.log.database(), 1)[0].trace) != seeds._trace_text(hand.trace)
+    again = tune(replace(config, remeasure=1))
+    assert again.trials == 0
+    (seconds,) = hand_seconds()
+    assert seconds < 0.01  # measured again (a 3x3 depthwise conv at 28x28: tens of microseconds), the 1 s gone
+
+
 def test_corrupt_and_truncated_lines_are_skipped_counted_and_kept(tuned_log, tmp_path):
     root = tmp_path / "logs"
     shutil.copytree(tuned_log, root)
