@@ -25,7 +25,8 @@ one is measured for kernels the log already covers, so a batch-N log catches up 
 A kernel new to this target's log whose kernel a kindred CPU's log has tuned (same preset and SIMD width,
 another CPU model: `database.kindred_log`) first gets that log's best records, replayed and measured here.
 
-A kernel whose records already include a seed's trace is not measured again (resumed runs).
+A kernel whose records already include a seed's trace is not measured again (resumed runs), except by
+`--remeasure`, which measures the hand schedule's record again with the kernel's best ones (`remeasured`).
 """
 
 from __future__ import annotations

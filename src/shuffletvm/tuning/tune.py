@@ -320,7 +320,8 @@ def _measure_starting_points(todo: list[TuneTask], borrowed: list[tuple], lifted
     if hand:
         covered = len({id(t) for t, _, _ in hand} - {id(t) for t in todo})
         logger.info("measuring the hand-written schedules of %d kernels as the search's starting points%s", len(hand),
-                    f" ({covered} covered by the log: their hand schedule changed since)" if covered else "")
+                    f" ({covered} covered by the log, which lacks their hand schedule as it is now: changed or "
+                    "pruned since)" if covered else "")
         done = measure_and_commit(hand, database, builder, runner, target, rounds=rounds)
         logger.info("%d kernels start from their hand-written schedule", done)
     twins = seed_plain_twins([t for t in todo if t.compute], database, builder, runner, target)
