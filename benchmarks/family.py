@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from shuffletvm.bench.compare import CompareConfig, compare
+from shuffletvm.bench.compare import CompareConfig, RuntimeRow, compare
 from shuffletvm.models.registry import MODELS, model_cost
 
 RUNTIMES = ["tvm-tuned", "tvm-hand", "onnxruntime", "openvino-fp32"]
@@ -33,22 +33,23 @@ def main() -> None:
         by_name = {r.runtime: r for r in report.rows}
         best = report.best_vendor()
         tuned, hand = by_name["tvm-tuned"], by_name["tvm-hand"]
-
-        def ms(row: object) -> str:
-            return f"{row.median_ms:.2f}" if row.median_ms else "-"
-
-        def ratio(row: object, best: object = best) -> str:
-            return f"{row.median_ms / best.median_ms:.2f}x" if row.median_ms and best else "-"
-
         macs = model_cost(spec.build()).macs / 1e6
         logged = tuned.note.split(" kernels")[0] if tuned.median_ms else "0"
-        rows.append(f"| {name} | {macs:.0f} | {ms(hand)} | {ms(tuned)} | {logged} | {best.runtime} "
-                    f"{best.median_ms:.2f} | {ratio(hand)} | {ratio(tuned)} |")
+        rows.append(f"| {name} | {macs:.0f} | {_ms(hand)} | {_ms(tuned)} | {logged} | {best.runtime} "
+                    f"{best.median_ms:.2f} | {_ratio(hand, best)} | {_ratio(tuned, best)} |")
     print("| model | MMACs | TVM hand ms | TVM tuned ms | kernels from the log | best fp32 vendor ms | "
           "hand / vendor | tuned / vendor |")
     print("|---|---:|---:|---:|---|---|---:|---:|")
     print("\n".join(rows))
     print(f"\nMeasured in {time.perf_counter() - started:.0f} s.")
+
+
+def _ms(row: RuntimeRow) -> str:
+    return f"{row.median_ms:.2f}" if row.median_ms else "-"
+
+
+def _ratio(row: RuntimeRow, best: RuntimeRow | None) -> str:
+    return f"{row.median_ms / best.median_ms:.2f}x" if row.median_ms and best else "-"
 
 
 if __name__ == "__main__":
