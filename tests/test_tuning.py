@@ -635,6 +635,31 @@ def test_kindred_log_is_the_closest_cpu_of_the_same_isa(tuned_log, tmp_path):
     assert kindred_log(resolve_target("cuda", TargetOptions(cuda_arch="sm_90")), tmp_path) is None
 
 
+def test_kindred_log_prefers_the_same_vendor_over_more_records(tuned_log, tmp_path):
+    """Among logs of the same width and core count, one tuned on a CPU of this host's vendor (Intel or AMD) comes
+    before another vendor's, even with fewer records; between logs of one vendor, the most records still win."""
+    from shuffletvm.schedules._common import vector_lanes
+
+    from shuffletvm.tuning.database import kindred_log, open_log
+
+    avx512 = vector_lanes(X86.tvm_target()) == 16
+    cpus = {"intel": "skylake-avx512" if avx512 else "haswell", "amd": "znver4" if avx512 else "znver2"}
+    assert X86.vendor in cpus and X86.spec["mcpu"] not in cpus.values()
+    other_vendor = {"intel": "amd", "amd": "intel"}[X86.vendor]
+    same, other = (resolve_target("x86", TargetOptions(mcpu=cpus[v])) for v in (X86.vendor, other_vendor))
+    assert (same.vendor, other.vendor) == (X86.vendor, other_vendor)
+    larger = _stamped_as(tuned_log / X86.log_key, tmp_path, other) / "database_tuning_record.json"
+    larger.write_text(larger.read_text() * 2)  # twice the records
+    assert kindred_log(X86, tmp_path).target.log_key == other.log_key
+    _stamped_as(tuned_log / X86.log_key, tmp_path, same)
+    found = kindred_log(X86, tmp_path)
+    assert found.target.log_key == same.log_key and found.records == 8
+    assert open_log(other, tmp_path, create=False).records == 16
+    # a generic x86-64 level has no vendor: the most records win (any_width: LLVM gives x86-64-v4 no AVX-512 here)
+    generic = resolve_target("x86", TargetOptions(mcpu="x86-64-v4" if avx512 else "x86-64-v3"))
+    assert generic.vendor is None and kindred_log(generic, tmp_path, any_width=True).target.log_key == other.log_key
+
+
 def test_build_without_a_log_of_its_own_uses_a_kindred_cpus(tuned_log, tmp_path):
     """A build for a CPU no log was tuned on applies a kindred CPU's records, says so, and never writes there."""
     kindred = _stamped_as(tuned_log / X86.log_key, tmp_path / "logs",

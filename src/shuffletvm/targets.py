@@ -26,6 +26,9 @@ ARM_MCPUS = ["generic", "cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76", 
 AARCH64_CXX = "aarch64-linux-gnu-g++"
 DEFAULT_CUDA_ARCH = "sm_80"
 CUDA_HOST = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+# LLVM's names of AMD's x86 cores (prefixes); every other named x86 CPU but the generic levels is Intel's
+AMD_X86_CPUS = ("znver", "bdver", "btver", "amdfam", "barcelona", "athlon", "opteron", "k6", "k8", "geode")
+GENERIC_X86_CPUS = ("generic", "x86-64", "i386", "i486", "i586", "i686", "pentium")
 # Limits every NVIDIA GPU since Volta shares (TVM's own nvidia/* tags carry the same values). MetaSchedule's
 # CUDA rules and its VerifyGPUCode check read them from the target and refuse to tune without them.
 CUDA_LIMITS = {"max_threads_per_block": 1024, "max_shared_memory_per_block": 49152, "registers_per_block": 65536,
@@ -76,6 +79,16 @@ class ResolvedTarget:
 
     def json(self) -> str:
         return json.dumps({"target": self.spec, "host": self.host}, sort_keys=True)
+
+    @property
+    def vendor(self) -> str | None:
+        """Whose design the x86 CPU is, by LLVM's name: "amd" or "intel"; None for a generic x86-64 level and
+        every other target. Tuned records bake in the chip's caches and how its cores share data, which follow
+        the vendor's designs: the kindred rule ranks a log of the same vendor first."""
+        mcpu = str(self.spec.get("mcpu", "")) if self.name == "x86" else ""
+        if not mcpu or mcpu.startswith(GENERIC_X86_CPUS):
+            return None
+        return "amd" if mcpu.startswith(AMD_X86_CPUS) else "intel"
 
 
 def _cpu_count() -> int:
