@@ -169,14 +169,17 @@ python benchmarks/prune_shipped_log.py
 # default split was faster (V2 1.0x built from the rocketlake log, rows_ratio 4 vs 1.5: 0.91x, ab_modules.py). At
 # the time the rule still picked x86-znver5-2c, so the run used a log root holding only the rocketlake log
 # (without its rows_ratio): 656 of its records of 82 kernels measured here, the hand schedules, then searched;
-# batch 8 also from its batch-1 records. Then the log pruned.
+# batch 8 also from its batch-1 records. Then the log pruned. SEED_ROOT: a folder holding a copy of
+# tuning_logs/x86-rocketlake-2c, "rows_ratio" taken out of its target.json (the records measured here are this
+# CPU's; the seeds' times are not used). With today's rule, `--log-dir` can be left out: the new log takes no
+# rows_ratio from its kindred log either way.
 shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
     --time-budget 45 --log-dir "${SEED_ROOT:-/tmp/rocketlake-only}"
 shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 10 --log-dir "${SEED_ROOT:-/tmp/rocketlake-only}"
 cp -r "${SEED_ROOT:-/tmp/rocketlake-only}/x86-emeraldrapids-2c" tuning_logs/
 python benchmarks/prune_shipped_log.py
 # sequence_profile.py shufflenet_v1_g8_x1_0 --without tuning, with this log and with the rocketlake log stamped for
-# this CPU (LOG_ROOT): two of V1 g8's kernels 93 and 82 us slower in sequence with the new records (V1 g8 1.10x the
+# this CPU (LOG_ROOT: that copy as x86-emeraldrapids-2c, its target.json's key and mcpu changed): two of V1 g8's kernels 93 and 82 us slower in sequence with the new records (V1 g8 1.10x the
 # rocketlake log's time end to end, two ab_modules.py runs); their records (V1 g3's kernels of the same names with
 # them) taken from the rocketlake log: V1 g8 0.86x, V1 g3 1.03x the log before.
 python benchmarks/prune_shipped_log.py --restore '^(fused_shuffled_group_conv1_add3_add4_relu3|fused_conv2d6_add6_relu6)$' \

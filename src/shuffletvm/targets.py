@@ -28,7 +28,7 @@ DEFAULT_CUDA_ARCH = "sm_80"
 CUDA_HOST = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
 # LLVM's names of AMD's x86 cores (prefixes); every other named x86 CPU but the generic levels is Intel's
 AMD_X86_CPUS = ("znver", "bdver", "btver", "amdfam", "barcelona", "athlon", "opteron", "k6", "k8", "geode")
-GENERIC_X86_CPUS = ("generic", "x86-64", "i386", "i486", "i586", "i686", "pentium")
+GENERIC_X86_CPUS = ("generic", "x86-64", "i386", "i486", "i586", "i686")
 # Limits every NVIDIA GPU since Volta shares (TVM's own nvidia/* tags carry the same values). MetaSchedule's
 # CUDA rules and its VerifyGPUCode check read them from the target and refuse to tune without them.
 CUDA_LIMITS = {"max_threads_per_block": 1024, "max_shared_memory_per_block": 49152, "registers_per_block": 65536,
