@@ -643,7 +643,7 @@ def test_kindred_log_prefers_the_same_vendor_over_more_records(tuned_log, tmp_pa
     from shuffletvm.tuning.database import kindred_log, open_log
 
     avx512 = vector_lanes(X86.tvm_target()) == 16
-    cpus = {"intel": "skylake-avx512" if avx512 else "haswell", "amd": "znver4" if avx512 else "znver2"}
+    cpus = {"intel": _same_simd_cpu(), "amd": "znver4" if avx512 else "znver2"}
     assert X86.vendor in cpus and X86.spec["mcpu"] not in cpus.values()
     other_vendor = {"intel": "amd", "amd": "intel"}[X86.vendor]
     same, other = (resolve_target("x86", TargetOptions(mcpu=cpus[v])) for v in (X86.vendor, other_vendor))

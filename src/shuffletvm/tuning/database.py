@@ -191,8 +191,8 @@ def kindred_log(target: ResolvedTarget, root: Path | None = None, any_width: boo
         if log.records:
             same_cores = other.spec["num-cores"] == target.spec["num-cores"]
             same_vendor = target.vendor is not None and other.vendor == target.vendor
-            candidates.append((other_width, not same_cores, not same_vendor, -log.records, log))
-    return min(candidates, key=lambda c: c[:4])[4] if candidates else None
+            candidates.append(((other_width, not same_cores, not same_vendor, -log.records), log))
+    return min(candidates, key=lambda c: c[0])[1] if candidates else None
 
 
 def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = True) -> TuningLog:
