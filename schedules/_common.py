@@ -3,6 +3,7 @@ element-wise epilogue (bias, residual add, ReLU) into the block that writes the 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,20 +77,30 @@ def find_block(sch: Any, name: str) -> Any | None:
 
 
 def vector_lanes(target: Any) -> int:
-    """fp32 lanes of the target's widest SIMD register: AVX-512 16, AVX2 8, NEON 4."""
+    """fp32 lanes of the target's widest SIMD register: AVX-512 16, AVX2 8, NEON 4. On x86, LLVM says whether the
+    CPU it generates code for has AVX-512 (`mcpu`: a named CPU or a level such as x86-64-v4, plus `mattr`)."""
     keys = set(target.keys)
     if "gpu" in keys:
         return 1
     attrs = target.attrs
-    mcpu = str(attrs.get("mcpu", "")) if "mcpu" in attrs else ""
-    mattr = [str(a) for a in attrs["mattr"]] if "mattr" in attrs else []
-    triple = str(attrs.get("mtriple", "")) if "mtriple" in attrs else ""
+    triple = str(attrs["mtriple"]) if "mtriple" in attrs else ""
     if "aarch64" in triple or "arm" in keys:
         return 4
-    avx512 = any("avx512f" in a for a in mattr) or any(
-        cpu in mcpu for cpu in ("skylake-avx512", "cascadelake", "cooperlake", "icelake", "sapphirerapids",
-                                "emeraldrapids", "graniterapids", "znver4", "znver5", "tigerlake", "rocketlake"))
-    return 16 if avx512 else 8
+    if target.kind.name != "llvm":
+        return 8
+    mcpu = str(attrs["mcpu"]) if "mcpu" in attrs else ""
+    mattr = tuple(str(a) for a in attrs["mattr"]) if "mattr" in attrs else ()
+    return 16 if _llvm_has_avx512(triple, mcpu, mattr) else 8
+
+
+@functools.cache
+def _llvm_has_avx512(triple: str, mcpu: str, mattr: tuple[str, ...]) -> bool:
+    from tvm.target import Target
+    from tvm.target.codegen import target_has_features
+
+    spec = {"kind": "llvm", **({"mtriple": triple} if triple else {}), **({"mcpu": mcpu} if mcpu else {}),
+            **({"mattr": list(mattr)} if mattr else {})}
+    return bool(target_has_features("avx512f", Target(spec)))
 
 
 def pad_producer(sch: Any, conv: Any) -> Any | None:

@@ -4,6 +4,7 @@ CUDA variant compiles (test_build_run.py)."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -111,8 +112,15 @@ def test_schedules_target_the_vector_width():
 
     from shuffletvm.targets import TargetOptions
 
+    def lanes(mcpu: str, *mattr: str) -> int:
+        spec = {"kind": "llvm", "mcpu": mcpu, **({"mattr": list(mattr)} if mattr else {})}
+        return vector_lanes(resolve_target(json.dumps(spec)).tvm_target())
+
+    # LLVM decides, so CPUs no list named and generic levels get their width too
+    assert [lanes(c) for c in ("skylake-avx512", "znver4", "emeraldrapids", "x86-64-v4", "diamondrapids")] == [16] * 5
+    assert [lanes(c) for c in ("haswell", "znver3", "alderlake", "x86-64-v3", "x86-64")] == [8] * 5
+    assert lanes("haswell", "+avx512f") == 16 and lanes("skylake-avx512", "-avx512f") == 8
     assert vector_lanes(resolve_target("x86", TargetOptions(mcpu="skylake-avx512")).tvm_target()) == 16
-    assert vector_lanes(resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()) == 8
     assert vector_lanes(resolve_target("arm").tvm_target()) == 4
 
 

@@ -326,7 +326,7 @@ def test_log_is_per_target_and_stamped(tmp_path):
     log = open_log(X86, tmp_path)
     stamp = json.loads((log.path / "target.json").read_text())
     assert stamp["key"] == X86.log_key and log.path.name == X86.log_key
-    other = resolve_target("x86", TargetOptions(mcpu="skylake-avx512"))
+    other = resolve_target("x86", TargetOptions(mcpu=_other_cpu("skylake-avx512", "icelake-server")))
     shutil.copytree(log.path, tmp_path / other.log_key)
     with pytest.raises(ShuffleTVMError, match="holds records for target"):
         open_log(other, tmp_path)
@@ -589,7 +589,7 @@ def test_tune_bad_input(tmp_path, args, message):
 
 
 def test_tune_log_dir_of_another_target(tmp_path):
-    other = resolve_target("x86", TargetOptions(mcpu="skylake-avx512"))
+    other = resolve_target("x86", TargetOptions(mcpu=_other_cpu("skylake-avx512", "icelake-server")))
     open_log(other, tmp_path)
     (tmp_path / other.log_key).rename(tmp_path / X86.log_key)
     proc = cli("tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "--trials", "1", "-q")
@@ -604,11 +604,20 @@ def _stamped_as(log_folder: Path, root: Path, target) -> Path:
     return folder
 
 
-def _same_simd_cpu() -> str:
-    """Another LLVM CPU with this host's SIMD width (the kindred rule needs it; the host may be either)."""
+def _other_cpu(*names: str) -> str:
+    """The first of `names` that is not this host's CPU (a test's "other CPU" must not be the host's own)."""
+    return next(name for name in names if name != X86.spec.get("mcpu"))
+
+
+def _avx512_host() -> bool:
     from shuffletvm.schedules._common import vector_lanes
 
-    return "skylake-avx512" if vector_lanes(X86.tvm_target()) == 16 else "haswell"
+    return vector_lanes(X86.tvm_target()) == 16
+
+
+def _same_simd_cpu() -> str:
+    """Another LLVM CPU (Intel's) with this host's SIMD width (the kindred rule needs it; the host may be either)."""
+    return _other_cpu("skylake-avx512", "icelake-server") if _avx512_host() else _other_cpu("haswell", "broadwell")
 
 
 def test_kindred_log_is_the_closest_cpu_of_the_same_isa(tuned_log, tmp_path):
@@ -619,7 +628,7 @@ def test_kindred_log_is_the_closest_cpu_of_the_same_isa(tuned_log, tmp_path):
     source = tuned_log / X86.log_key
     cores = X86.spec["num-cores"]
     same_isa = resolve_target("x86", TargetOptions(mcpu=_same_simd_cpu()))
-    other_isa = resolve_target("x86", TargetOptions(mcpu="haswell" if _same_simd_cpu() != "haswell" else "znver4"))
+    other_isa = resolve_target("x86", TargetOptions(mcpu="haswell" if _avx512_host() else "znver4"))
     more_cores = resolve_target("x86", TargetOptions(num_cores=cores + 2))
     for target in (other_isa, more_cores, resolve_target("arm", TargetOptions(num_cores=cores))):
         _stamped_as(source, tmp_path, target)
@@ -638,12 +647,10 @@ def test_kindred_log_is_the_closest_cpu_of_the_same_isa(tuned_log, tmp_path):
 def test_kindred_log_prefers_the_same_vendor_over_more_records(tuned_log, tmp_path):
     """Among logs of the same width and core count, one tuned on a CPU of this host's vendor (Intel or AMD) comes
     before another vendor's, even with fewer records; between logs of one vendor, the most records still win."""
-    from shuffletvm.schedules._common import vector_lanes
-
     from shuffletvm.tuning.database import kindred_log, open_log
 
-    avx512 = vector_lanes(X86.tvm_target()) == 16
-    cpus = {"intel": _same_simd_cpu(), "amd": "znver4" if avx512 else "znver2"}
+    avx512 = _avx512_host()
+    cpus = {"intel": _same_simd_cpu(), "amd": _other_cpu("znver4", "znver5") if avx512 else _other_cpu("znver2", "znver3")}
     assert X86.vendor in cpus and X86.spec["mcpu"] not in cpus.values()
     other_vendor = {"intel": "amd", "amd": "intel"}[X86.vendor]
     same, other = (resolve_target("x86", TargetOptions(mcpu=cpus[v])) for v in (X86.vendor, other_vendor))
@@ -655,9 +662,9 @@ def test_kindred_log_prefers_the_same_vendor_over_more_records(tuned_log, tmp_pa
     found = kindred_log(X86, tmp_path)
     assert found.target.log_key == same.log_key and found.records == 8
     assert open_log(other, tmp_path, create=False).records == 16
-    # a generic x86-64 level has no vendor: the most records win (any_width: LLVM gives x86-64-v4 no AVX-512 here)
+    # a generic x86-64 level (x86-64-v4 has AVX-512) has no vendor: the most records win
     generic = resolve_target("x86", TargetOptions(mcpu="x86-64-v4" if avx512 else "x86-64-v3"))
-    assert generic.vendor is None and kindred_log(generic, tmp_path, any_width=True).target.log_key == other.log_key
+    assert generic.vendor is None and kindred_log(generic, tmp_path).target.log_key == other.log_key
 
 
 def test_build_without_a_log_of_its_own_uses_a_kindred_cpus(tuned_log, tmp_path):
