@@ -1,7 +1,7 @@
 """Kernels inside the running model vs warm on their own, and the model built with and without
 PartitionRowsAcrossCores (or, `--without images`, without its batch-N rule only; `--without concat`, without
-ProduceIntoConcat; `--without stem`, without FuseStemConvPool; `--without tuning`, with hand schedules only),
-timed in interleaved rounds.
+ProduceIntoConcat; `--without stem`, without FuseStemConvPool; `--without tuning`, with hand schedules only;
+`--against LOG_ROOT`, with another tuning log), timed in interleaved rounds.
 
 Each kernel call of one inference is recorded with the VM's instrument hook (its function and its argument
 tensors, as memory planning placed them), then the whole sequence is replayed call by call: "in sequence" is a
@@ -10,7 +10,11 @@ time right after itself. The difference is what a kernel pays for where its inpu
 L3, memory), which per-kernel tuning does not see.
 
     python benchmarks/sequence_profile.py shufflenet_v2_x1_0 [--batch 1] [--rounds 30] [--top 10]
-        [--without pass|images|concat|stem|tuning] [--sort cache|difference] [--log-dir LOG_ROOT]
+        [--without pass|images|concat|stem|tuning | --against LOG_ROOT] [--sort cache|difference]
+        [--log-dir LOG_ROOT]
+
+Two logs, kernel by kernel in sequence (which records lose in the model what they won warm):
+`--against ROOT` with ROOT holding a copy of the other log (another CPU's is applied as the kindred log).
 """
 
 from __future__ import annotations
@@ -52,22 +56,26 @@ def kernel_calls(model: Any, x: np.ndarray) -> list[tuple[str, Any, list[Any]]]:
     return calls
 
 
-def replay(calls: list[tuple[str, Any, list[Any]]], rounds: int) -> tuple[list[float], list[float]]:
-    """Median seconds per call: in sequence, and warm (the call repeated at once)."""
+def replay(calls: dict[str, list[tuple[str, Any, list[Any]]]], rounds: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Median seconds per call of each build's sequence: in sequence, and warm (the call repeated at once). The
+    builds take turns round by round, so a shared machine's drift weighs on both alike."""
     clock = time.perf_counter
-    in_sequence, warm = defaultdict(list), defaultdict(list)
+    in_sequence = {label: defaultdict(list) for label in calls}
+    warm = {label: defaultdict(list) for label in calls}
     for _ in range(rounds):
-        for i, (_name, func, args) in enumerate(calls):
-            start = clock()
-            func(*args)
-            in_sequence[i].append(clock() - start)
-        for i, (_name, func, args) in enumerate(calls):
-            func(*args)
-            start = clock()
-            func(*args)
-            warm[i].append(clock() - start)
-    return ([float(np.median(in_sequence[i])) for i in range(len(calls))],
-            [float(np.median(warm[i])) for i in range(len(calls))])
+        for label, sequence in calls.items():
+            for i, (_name, func, args) in enumerate(sequence):
+                start = clock()
+                func(*args)
+                in_sequence[label][i].append(clock() - start)
+            for i, (_name, func, args) in enumerate(sequence):
+                func(*args)
+                start = clock()
+                func(*args)
+                warm[label][i].append(clock() - start)
+    return {label: ([float(np.median(in_sequence[label][i])) for i in range(len(sequence))],
+                    [float(np.median(warm[label][i])) for i in range(len(sequence))])
+            for label, sequence in calls.items()}
 
 
 def main() -> None:
@@ -76,15 +84,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--top", type=int, default=10)
-    parser.add_argument("--without", choices=list(WITHOUT), default="pass",
-                        help="the other build: without PartitionRowsAcrossCores, with its batch-1 rule at every "
-                             "batch, without ProduceIntoConcat or FuseStemConvPool, or with hand schedules only")
+    other_build = parser.add_mutually_exclusive_group()
+    other_build.add_argument("--without", choices=list(WITHOUT), default="pass",
+                             help="the other build: without PartitionRowsAcrossCores, with its batch-1 rule at "
+                                  "every batch, without ProduceIntoConcat or FuseStemConvPool, or with hand "
+                                  "schedules only")
+    other_build.add_argument("--against", type=Path, metavar="LOG_ROOT",
+                             help="the other build: the same pipeline with the tuning logs under LOG_ROOT (e.g. a "
+                                  "root holding only another CPU's log, which the kindred rule then applies)")
     parser.add_argument("--log-dir", type=Path, default=None, help="tuning log root (default: tuning_logs/)")
     parser.add_argument("--sort", choices=list(SORT), default="cache",
                         help="first the kernels that pay most in sequence over warm, or those the build as built "
                              "runs slower in sequence than the other")
     args = parser.parse_args()
-    without, other = WITHOUT[args.without]
+    if args.against:
+        without, other = {"log_dir": args.against}, f"with the logs under {args.against}"
+        headers = ("against", "own")
+    else:
+        without, other = WITHOUT[args.without]
+        headers = ("without", "with")
     from shuffletvm import runtime
     from shuffletvm.build import BuildConfig, build
 
@@ -92,13 +110,14 @@ def main() -> None:
         paths = {}
         for label, options in (("rows", {}), ("channels", without)):
             paths[label] = Path(tmp) / f"{label}.so"
-            build(BuildConfig(output=paths[label], model=args.model, batch=args.batch, log_dir=args.log_dir,
-                              **options))
+            build(BuildConfig(output=paths[label], model=args.model, batch=args.batch,
+                              **{"log_dir": args.log_dir, **options}))
         models = {label: runtime.load(path) for label, path in paths.items()}
         x = np.random.default_rng(0).random(models["rows"].input_shape, dtype=np.float32)
         # which core runs what changes no sum; the fused stem and tuned kernels sum in their own order (rounding)
         ours, other_out = models["rows"].run(x), models["channels"].run(x)
-        tolerance = 1e-4 * np.abs(other_out).max() if args.without in ("stem", "tuning") else 0
+        reordered = args.against or args.without in ("stem", "tuning")
+        tolerance = 1e-4 * np.abs(other_out).max() if reordered else 0
         np.testing.assert_allclose(ours, other_out, rtol=0, atol=tolerance)
         agree = "identical" if np.array_equal(ours, other_out) else f"within {np.abs(ours - other_out).max():.1e}"
         end_to_end: dict[str, list[float]] = defaultdict(list)
@@ -106,7 +125,7 @@ def main() -> None:
             for label, model in models.items():
                 end_to_end[label].append(float(np.median(model.time_run(x, repeat=10))))
         calls = {label: kernel_calls(model, x) for label, model in models.items()}
-        profiles = {label: replay(calls[label], args.rounds) for label in models}
+        profiles = replay(calls, args.rounds)
         names = [name for name, _f, _a in calls["rows"]]
 
     rows_ms, channels_ms = (np.median(end_to_end[k]) * 1e3 for k in ("rows", "channels"))
@@ -117,7 +136,7 @@ def main() -> None:
             print(f"{title}: {len(calls[label])} kernel calls, {sum(profiles[label][0]) * 1e3:.2f} ms in sequence, "
                   f"{sum(profiles[label][1]) * 1e3:.2f} ms warm")
         return
-    print("| kernel | calls | without: in sequence us | without: warm us | with: in sequence us | with: warm us |")
+    print("| kernel | calls | {0}: in sequence us | {0}: warm us | {1}: in sequence us | {1}: warm us |".format(*headers))
     print("|---|---:|---:|---:|---:|---:|")
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for i, name in enumerate(names):

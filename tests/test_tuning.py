@@ -718,7 +718,8 @@ def test_new_log_starts_from_a_kindred_cpus_best_records(tuned_log, tmp_path):
 def test_kindred_all_starts_tuned_kernels_from_what_the_kindred_log_learnt_since(tuned_log, tmp_path):
     """--kindred-all: a kernel this log has records of also starts from the kindred log's best records, but only
     from those this log does not hold (the kindred CPU tuned further after this log was seeded from it): those
-    are measured here, the shared ones are not measured again. Without the flag a tuned kernel gets none."""
+    are measured here, the shared ones are not measured again; a kernel its trial budget covers too, then with no
+    search. Without the flag a tuned kernel gets none."""
     from shuffletvm.tuning.seeds import _trace_text
     from shuffletvm.tuning.tasks import records_for
 
@@ -742,12 +743,18 @@ def test_kindred_all_starts_tuned_kernels_from_what_the_kindred_log_learnt_since
     before = [_trace_text(r.trace) for r in records_for(task, plain.log.database())]
     learnt = theirs - set(before)
     assert learnt
+    covered = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=1, log_dir=tmp_path, kernels=kernel,
+                              kindred_all=True))
+    assert covered.skipped == 1 and covered.trials == 0  # covered: measured beside its records, nothing searched
+    after = [_trace_text(r.trace) for r in records_for(task, covered.log.database())]
+    assert learnt <= set(after)
+    assert len(after) == len(before) + len(learnt)  # shared records were not measured again
+    assert all(after.count(trace) == before.count(trace) for trace in theirs & set(before))
+    before = after
     result = tune(TuneConfig(models=["shufflenet_v2_x0_5"], trials_per_task=len(before) + 1, log_dir=tmp_path,
                              kernels=kernel, kindred_all=True))
     after = [_trace_text(r.trace) for r in records_for(task, result.log.database())]
-    assert learnt <= set(after)
-    assert len(after) == len(before) + len(learnt) + result.trials  # shared records were not measured again
-    assert all(after.count(trace) == before.count(trace) for trace in theirs & set(before))
+    assert result.trials >= 1 and len(after) == len(before) + result.trials  # all of theirs held now: none again
     proc = cli("tune", "shufflenet_v2_x0_5", "--log-dir", str(tmp_path), "--kindred-all", "--no-kindred", "-q")
     assert proc.returncode != 0 and "not allowed with argument" in proc.stderr
 

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kindred.add_argument("--no-kindred", action="store_true",
                          help="do not start kernels new to this target's log from another CPU's log (same ISA)")
     kindred.add_argument("--kindred-all", action="store_true",
-                         help="start every kernel to tune from another CPU's best records this log has not measured "
-                              "(that log was tuned further since this one was seeded from it)")
+                         help="start every selected kernel, tuned or not, from another CPU's best records this log "
+                              "has not measured (that log was tuned further since this one was seeded from it; with "
+                              "--trials 1, they are measured beside this log's records and nothing is searched)")
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -246,13 +246,16 @@ def tune(config: TuneConfig) -> TuneResult:
         # candidate then competes with an old record's old time (benchmarks/RESULTS-x86-rocketlake-2c.md).
         logger.warning("%d kernels to tune have records measured in earlier runs; --remeasure N measures their "
                        "best N again first, so new candidates compete with this run's times", len(logged))
-    new = [t for t in todo if t.compute and (config.kindred_all or t.done_trials == 0)]
+    # --kindred-all: every selected kernel, covered or not (as with hand schedules: `--trials 1 --kindred-all`
+    # measures another CPU's best records beside this log's, nothing searched); else the kernels new to the log
+    new = compute if config.kindred_all else [t for t in todo if t.compute and t.done_trials == 0]
     # read only if needed; with no log of this SIMD width, the kernels that are the same TIR at another width
     kindred = kindred_log(target, config.log_dir, any_width=True) if config.from_kindred and new else None
     borrowed = kindred_seeds(new, kindred.database(), KINDRED_RECORDS, database) if kindred else []
     if borrowed:
-        logger.info("%d kernels %s start from %d of %s's records (another CPU)", len({id(t) for t, _, _ in borrowed}),
-                    "to tune" if config.kindred_all else f"new to {log.path}", len(borrowed), kindred.path)
+        logger.info("%d %s start from %d of %s's records (another CPU)", len({id(t) for t, _, _ in borrowed}),
+                    "selected kernels" if config.kindred_all else f"kernels new to {log.path}", len(borrowed),
+                    kindred.path)
     lifted = (batch_twin_seeds(compute, _batch_one_tasks(config, tvm_target), database, tvm_target)
               if config.batch > 1 else [])
     hand = hand_seeds(compute, database, tvm_target)
@@ -306,12 +309,12 @@ def _measure_again(again: list[tuple], log: TuningLog, database: Any, builder: A
 def _measure_starting_points(todo: list[TuneTask], borrowed: list[tuple], lifted: list[tuple], hand: list[tuple],
                              database: Any, builder: Any, runner: Any, target: Any, batch: int, rounds: int) -> None:
     """Records measured before the search (tuning/seeds.py): a kindred CPU's best records, the batch-1
-    schedules at batch N, the hand-written schedules (of every selected kernel, covered or not; with as many
-    rounds as --remeasure gives the records they compete with) and the stage-buffer convs' plain twins. Seeds
-    are records on top of the trial budgets: counting them as trials would let MetaSchedule's uniform per-task
-    cap hand one kernel's share to another."""
+    schedules at batch N, the hand-written schedules (of every selected kernel, covered or not) and the
+    stage-buffer convs' plain twins; the kindred records and hand schedules with as many rounds as --remeasure
+    gives the records they compete with. Seeds are records on top of the trial budgets: counting them as trials
+    would let MetaSchedule's uniform per-task cap hand one kernel's share to another."""
     if borrowed:
-        done = measure_and_commit(borrowed, database, builder, runner, target)
+        done = measure_and_commit(borrowed, database, builder, runner, target, rounds=rounds)
         logger.info("%d records of a kindred CPU's log measured here", done)
     if lifted:
         logger.info("measuring %d kernels with their batch-1 kernel's tuned schedule", len(lifted))
