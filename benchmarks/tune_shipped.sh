@@ -184,3 +184,29 @@ python benchmarks/prune_shipped_log.py
 # them) taken from the rocketlake log: V1 g8 0.86x, V1 g3 1.03x the log before.
 python benchmarks/prune_shipped_log.py --restore '^(fused_shuffled_group_conv1_add3_add4_relu3|fused_conv2d6_add6_relu6)$' \
     --from "${LOG_ROOT:-/tmp/rocketlake-as-emeraldrapids}"
+# ---- x86-znver4-2c, session 25: an AMD EPYC of family 25 model 17 (Zen 4: AVX-512 on 256-bit units, 1 MB L2 a
+# core) that LLVM names `znver4`, new to this project. The kindred rule (same vendor first) seeded it from
+# x86-znver5-2c: 648 records of 81 kernels measured here, the hand schedules, then searched; batch 8 also from
+# its batch-1 records. Then the log pruned.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --time-budget 45
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --time-budget 10
+python benchmarks/prune_shipped_log.py
+# Built from the Intel log x86-emeraldrapids-2c, V2 1.0x ran 0.96-0.97x this log's time (ab_modules.py, two runs;
+# sequence_profile.py --against: its 14x14 depthwise conv 97 vs 127 us in sequence, 48 vs 57 warm). So that log's
+# 8 best records of every kernel, those this log did not hold (470), were measured here beside this log's best 3
+# (measured again) and the hand schedules, nothing searched (--kindred-all now seeds covered kernels too); then the
+# log pruned. EMR_ROOT: a folder holding a copy of this log and of tuning_logs/x86-emeraldrapids-2c only (the
+# kindred rule then takes the Intel log); copy its x86-znver4-2c back into tuning_logs/ before pruning.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --trials 1 --remeasure 3 --kindred-all --log-dir "${EMR_ROOT:-/tmp/seed-emr}"
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1 --remeasure 3 --kindred-all \
+    --log-dir "${EMR_ROOT:-/tmp/seed-emr}"
+rm -rf tuning_logs/x86-znver4-2c && cp -r "${EMR_ROOT:-/tmp/seed-emr}/x86-znver4-2c" tuning_logs/
+python benchmarks/prune_shipped_log.py
+# Then, interleaved (ab_modules.py --rounds 15 --runs 20; batch 8 --rounds 8), this log against the log before the
+# seeding and against the emeraldrapids log, as times relative to this log's: V2 0.5x 1.026x / 1.031x, V2 1.0x
+# 0.965x / 0.925x, V1 g3 0.993x / 1.132x, V1 g8 1.136x / 1.204x, V2 1.0x batch 8 0.982x / 1.034x. V2 1.0x is the
+# one row it did not help (within this VM's noise in two earlier runs, 0.96-1.00x); the session moved to a Zen 3
+# VM before its kernels could be profiled in sequence and a results table taken: for a session on that class.
+
