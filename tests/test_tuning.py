@@ -339,6 +339,23 @@ def test_foreign_folder_is_refused(tmp_path):
         open_log(X86, tmp_path)
 
 
+def test_shipped_logs_are_stamped_and_whole():
+    """Every log shipped under tuning_logs/ is stamped for the preset target its folder is named after, opens with
+    no corrupt line, and MetaSchedule reads all its records (a build of that class applies them)."""
+    from shuffletvm.tuning.database import _stamped_target, default_log_root
+
+    root = default_log_root()
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    assert len(folders) >= 5
+    for folder in folders:
+        target = _stamped_target(folder)
+        assert target is not None and target.log_key == folder.name, folder
+        log = open_log(target, root, create=False)  # read-only: nothing on disk changes
+        assert log.records and log.rejected == 0 and not list(folder.glob("*.rejected")), folder
+        database = log.database()
+        assert len(database) == log.records and len(database.get_all_tuning_records()) == log.records, folder
+
+
 def test_unwritable_log_dir():
     with pytest.raises(ShuffleTVMError, match="cannot create tuning log folder"):
         open_log(X86, Path("/proc/shuffletvm-logs"))
