@@ -210,3 +210,22 @@ python benchmarks/prune_shipped_log.py
 # one row it did not help (within this VM's noise in two earlier runs, 0.96-1.00x); the session moved to a Zen 3
 # VM before its kernels could be profiled in sequence and a results table taken: for a session on that class.
 
+# ---- x86-znver3-2c, session 26 (back on the Zen 3 class, the first time since session 17). Its records predated
+# sessions 20-21's hand schedules (the NCHW 1x1 convs' pixel tiles filling the accumulators, row tiles at 14x14):
+# the best 3 records of every kernel measured again (268 at batch 1, 57 at batch 8), the hand schedules new to the
+# log measured beside them (31 kernels at batch 1, 13 at batch 8), then searched (at batch 1 the budget went on
+# MetaSchedule's warm-up, 27 of the 33 minutes: one batch of 16 candidates a kernel); the log pruned (3157 -> 1627).
+# Interleaved against the log before (ab_modules.py; modules built with --log-dir on a copy of it taken before the
+# run): the log before took 1.04x (V2 0.5x), 1.27x (V2 1.0x), 1.12x (V1 g3), 1.20x (V1 g8) and 1.26x (V2 1.0x at
+# batch 8) this log's time.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --remeasure 3 --time-budget 33
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --remeasure 3 --time-budget 10
+python benchmarks/prune_shipped_log.py
+# Then V1 g3 / g8's six largest kernel names (12 kernels) searched 15 min more (`--kernels '^(fused_conv1x1_packed4_
+# add8_add9_relu7|fused_conv1x1_packed_add6_relu6|fused_shuffled_group_conv1_add3_add4_relu3|fused_conv1x1_packed6_
+# add12_add13_relu10|fused_conv1x1_packed2_add10_relu9|fused_conv2d2_add1_relu2)$' --time-budget 15`): their
+# estimated warm sum fell from 6.31 to 4.68 ms, but built, interleaved, V1 g3 took 1.03x and V1 g8 0.99x the time
+# of the log before (ab_modules.py --rounds 20), and sequence_profile.py --against it measured both 0.99x, the
+# searched kernels slower in sequence than warm (V1 g3's 14x14 packed conv 1303 vs 1214 us for 7 calls): no gain
+# to ship, the run's records discarded (the log copied back from before it).
