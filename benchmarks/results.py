@@ -56,7 +56,7 @@ def main() -> None:
         report = compare(CompareConfig(model=model, batch=batch, runtimes=runtimes, rounds=args.rounds,
                                        runs_per_round=args.runs))
         if (model, batch) == ("shufflenet_v2_x1_0", 1):
-            plot(report, HERE / args.out.name.replace("RESULTS", "compare_v2_x1_0").replace(".md", ".png"))
+            plot(report, args.out.parent / args.out.name.replace("RESULTS", "compare_v2_x1_0").replace(".md", ".png"))
         best = report.best_vendor()
         row = {r.runtime: r for r in report.rows}
 
