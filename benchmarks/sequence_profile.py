@@ -56,7 +56,8 @@ def kernel_calls(model: Any, x: np.ndarray) -> list[tuple[str, Any, list[Any]]]:
     return calls
 
 
-def replay(calls: dict[str, list[tuple[str, Any, list[Any]]]], rounds: int) -> dict[str, tuple[list[float], list[float]]]:
+def replay(calls: dict[str, list[tuple[str, Any, list[Any]]]],
+           rounds: int) -> dict[str, tuple[list[float], list[float]]]:
     """Median seconds per call of each build's sequence: in sequence, and warm (the call repeated at once). The
     builds take turns round by round, so a shared machine's drift weighs on both alike."""
     clock = time.perf_counter
@@ -136,7 +137,9 @@ def main() -> None:
             print(f"{title}: {len(calls[label])} kernel calls, {sum(profiles[label][0]) * 1e3:.2f} ms in sequence, "
                   f"{sum(profiles[label][1]) * 1e3:.2f} ms warm")
         return
-    print("| kernel | calls | {0}: in sequence us | {0}: warm us | {1}: in sequence us | {1}: warm us |".format(*headers))
+    other_head, own_head = headers
+    print(f"| kernel | calls | {other_head}: in sequence us | {other_head}: warm us | {own_head}: in sequence us | "
+          f"{own_head}: warm us |")
     print("|---|---:|---:|---:|---:|---:|")
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for i, name in enumerate(names):

@@ -667,7 +667,8 @@ def test_kindred_log_prefers_the_same_vendor_over_more_records(tuned_log, tmp_pa
     from shuffletvm.tuning.database import kindred_log, open_log
 
     avx512 = _avx512_host()
-    cpus = {"intel": _same_simd_cpu(), "amd": _other_cpu("znver4", "znver5") if avx512 else _other_cpu("znver2", "znver3")}
+    amd = _other_cpu("znver4", "znver5") if avx512 else _other_cpu("znver2", "znver3")
+    cpus = {"intel": _same_simd_cpu(), "amd": amd}
     assert X86.vendor in cpus and X86.spec["mcpu"] not in cpus.values()
     other_vendor = {"intel": "amd", "amd": "intel"}[X86.vendor]
     same, other = (resolve_target("x86", TargetOptions(mcpu=cpus[v])) for v in (X86.vendor, other_vendor))
