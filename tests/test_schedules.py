@@ -342,6 +342,10 @@ def test_packed_conv_padded_to_whole_registers_accumulates_full_vectors():
     ("haswell", 8, (1, 96, 96, 7, 7, 1, 1), (3, 4), 4),
     # 29 blocks (V2 1.0x's 232 channels) divide by no 2-4: one block x 7 pixels, still blocks in parallel
     ("haswell", 8, (1, 232, 232, 7, 7, 1, 1), (1, 7), 29),
+    # short reductions keep this rule where SHORT_TILES divide no plane (V1 g3 1.0x stage 4, 240 -> 960 g3 @7x7,
+    # 80 deep) and in ungrouped convs (V2 0.5x stage 3, 48 -> 48 @14x14)
+    ("haswell", 8, (1, 240, 960, 7, 7, 3, 3), (4, 3), 30),
+    ("haswell", 8, (1, 48, 48, 14, 14, 1, 1), (3, 4), 2),
     # AVX-512: 2 or 3 blocks of a group x 7 pixels.
     # V2 1.0x conv5: 2 blocks x 7 pixels, the 32 pairs of blocks in parallel
     ("skylake-avx512", 16, (1, 464, 1024, 7, 7, 1, 1), (2, 7), 32),
@@ -373,6 +377,35 @@ def test_packed_conv_register_tiles(mcpu, block, spec, tile, parallel):
     assert kinds[tvm.tirx.ForKind.PARALLEL] == [parallel]
     assert kinds[tvm.tirx.ForKind.UNROLLED][-2:] == list(tile)  # the update's blocks x pixels, after the init's
     assert set(kinds[tvm.tirx.ForKind.VECTORIZED]) == {block}
+    rng = np.random.default_rng(0)
+    args = [_arg(a, rng) for a in ArgInfo.from_prim_func(func)]
+    got, expected = (_run(f, [a.copy() for a in args]) for f in (scheduled, func))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("spec", [
+    (1, 120, 480, 14, 14, 3, 3),  # V1 g3 1.0x stage 3, the expand conv reading the shuffle: 40 deep
+    (1, 192, 1536, 14, 14, 8, 8),  # V1 g8 1.0x stage 3: 24 deep
+])
+def test_packed_conv_short_grouped_reduction_unrolled_with_vector_writes(spec):
+    """AVX2, a grouped conv whose reduction is short (V1's 14x14 expand convs): 2 blocks x 4 pixels, so no
+    tile is predicated (196 = 4 x 49); the reduction unrolled whole; the write-back one 4-pixel vector per
+    channel of the tile (16 of them, unrolled) instead of 64 scalar stores. Computes what it did unscheduled."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, packed_conv1x1
+    from shuffletvm.passes.partition_rows_across_cores import _loops
+    from shuffletvm.schedules import packed_conv1x1 as rule
+    from shuffletvm.targets import TargetOptions
+
+    target = resolve_target("x86", TargetOptions(mcpu="haswell", num_cores=2)).tvm_target()
+    func = packed_conv1x1(PackedConv1x1Spec(*spec, block=8))
+    scheduled = rule.schedule(func, target).mod["main"]
+    kinds = {kind: [int(lp.extent) for lp in _loops(scheduled.body) if lp.kind == kind] for kind in tvm.tirx.ForKind}
+    reduction = spec[1] // spec[5]
+    assert kinds[tvm.tirx.ForKind.PARALLEL] == [spec[2] // 16]  # the pairs of blocks
+    assert kinds[tvm.tirx.ForKind.UNROLLED] == [2, 4, reduction, 2, 4, 16]  # init; update; write's channels
+    assert sorted(kinds[tvm.tirx.ForKind.VECTORIZED]) == [4, 8, 8]  # the write's pixels; init, update's lanes
     rng = np.random.default_rng(0)
     args = [_arg(a, rng) for a in ArgInfo.from_prim_func(func)]
     got, expected = (_run(f, [a.copy() for a in args]) for f in (scheduled, func))
