@@ -1,5 +1,6 @@
 """1×1 convolution with pre-packed weights (`kernels/packed_conv1x1.py`: weight [O/B, Cg, B]), NCHW activations.
-The layout phase (`passes/pack_conv1x1_weights.py`) uses it for small planes (7×7, and 14×14 with AVX2) on x86.
+The layout phase (`passes/pack_conv1x1_weights.py`) uses it for small planes (7×7, and 14×14 with AVX2) on x86,
+and with AVX2 for grouped convs with a short reduction up to 28×28.
 
 CPU: the output channels are split into blocks of B (one vector) and the pixels of a plane fused into one
 axis; a register tile of `vectors` blocks × `pixels` pixels accumulates in a `local` cache laid out
@@ -20,7 +21,7 @@ The tile, by register file (`tile`):
   1.12-1.25x on four (V2's 232 and 96 channels, V1's 7x7 compress convs): an Intel AVX2 class would want its own
   measurement.
 - AVX2, a grouped conv whose reduction is short (at most `SHORT_REDUCTION` input channels per group: V1's 14x14
-  expand convs, 24-40 deep) on a plane that 4 divides: 2 blocks × 4 pixels (`short_tile`), the reduction unrolled
+  and 28x28 expand convs, 12-40 deep) on a plane that 4 divides: 2 blocks × 4 pixels (`short_tile`), the reduction unrolled
   whole, and each channel of the tile written back as one 4-pixel vector. The 4 × 3 tile these convs got before is
   predicated on 14x14 (196 = 3 × 65 + 1), and the predicate inside the reduction loop kept 8 of its 12
   accumulators in memory (a load, an FMA and a store per step, in the assembly); its write-back was 96 scalar

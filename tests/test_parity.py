@@ -65,7 +65,8 @@ def _packable_convs(model: nn.Module) -> int:
     def hook(conv, _inputs, output):
         if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0):
             plane = output.shape[2] * output.shape[3]
-            found.append(weight_block(target, conv.out_channels // conv.groups, plane, conv.groups) is not None)
+            found.append(weight_block(target, conv.out_channels // conv.groups, plane, conv.groups,
+                                      conv.in_channels // conv.groups) is not None)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():

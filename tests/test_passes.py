@@ -473,6 +473,22 @@ def test_weight_block_policy():
     assert weight_block(AVX2, 40, 196) == 8 and weight_block(AVX2, 40, 784) is None
 
 
+def test_weight_block_packs_larger_planes_for_short_grouped_reductions():
+    """AVX2: a grouped conv whose reduction is short and whose blocks the short-reduction tile divides (2 blocks x
+    4 pixels) is packed up to 28x28 (V1's expand convs there: g3 60 -> 240, 20 deep; g8 96 -> 384, 12 deep); not
+    where that tile does not apply (g3's 60 -> 216 stride-2 branch, 9 blocks; g3's 240 -> 120, 80 deep in 5
+    blocks; 100 deep), ungrouped, unknown depth, past 28x28, or with AVX-512."""
+    assert weight_block(AVX2, 80, 784, groups=3, in_per_group=20) == 8
+    assert weight_block(AVX2, 48, 784, groups=8, in_per_group=12) == 8
+    assert weight_block(AVX2, 72, 784, groups=3, in_per_group=20) is None
+    assert weight_block(AVX2, 40, 784, groups=3, in_per_group=80) is None
+    assert weight_block(AVX2, 80, 784, groups=3, in_per_group=100) is None
+    assert weight_block(AVX2, 80, 784, groups=1, in_per_group=20) is None
+    assert weight_block(AVX2, 80, 784, groups=3) is None
+    assert weight_block(AVX2, 80, 3136, groups=3, in_per_group=20) is None
+    assert weight_block(AVX512, 80, 784, groups=3, in_per_group=20) is None
+
+
 def test_weight_blocks_pad_for_the_avx2_register_tile():
     """With AVX2 a tile is 2-4 blocks: an ungrouped conv of 29 blocks (V2 1.0x's 232 channels) gets a 30th;
     counts a tile divides, grouped convs, few blocks and AVX-512 get none."""

@@ -30,6 +30,14 @@ With AVX2, whose register tile is several blocks (`schedules/packed_conv1x1.py`)
 blocks none of its tile sizes divides gets one more (`weight_blocks`): V2 1.0x's 232 -> 232 as 30 blocks of 8, in
 3 x 4 tiles, not 29 in 1 x 7 — on the Zen 3 class, unfused, 89.6 -> 74.5 us @7x7 and 238 -> 216 us @14x14 with
 3% more work (interleaved rounds, medians).
+With AVX2 a grouped conv whose reduction is short and whose blocks the short-reduction tile divides
+(`schedules/packed_conv1x1.py` `short_tile`: 2 blocks x 4 pixels, at most 80 input channels a group) is packed on
+planes up to 28x28 too (`SHORT_MAX_PLANE`): V1's 28x28 expand convs, g3 60 -> 240 (20 deep) and g8 96 -> 384 (12
+deep), whose NCHW kernels divide by the groups at every step of their short reduction to read through the shuffle.
+On the Zen 3 class, one kernel at a time, hand schedules (session 27): g3 94 us packed against 160-164 NCHW (tuned
+record, hand), g8 115 against 142-188; the same kernels' other 28x28 convs, packed with the ordinary tile, gained
+nothing (g8 384 -> 192 157 vs 161, g3 240 -> 120 164 vs 150-154) and stay NCHW. End to end, built with the shipped
+log (these kernels then from their hand schedule), interleaved, outputs identical: V1 g3 0.894x, V1 g8 0.949x.
 Not applied on aarch64 (speed cannot be measured here: emulated) nor on CUDA (threads over pixels coalesce;
 no measurement says otherwise).
 
@@ -53,21 +61,27 @@ from ..kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv
 from ._shuffle_pattern import graph_functions, shape_of, unit_stride_nchw
 
 MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: measured, table above
+SHORT_MAX_PLANE = {8: 784}  # AVX2: a grouped conv the short-reduction tile takes is packed up to this plane
 MIN_BLOCK = 8  # blocks of 16 and 8 channels were measured; narrower ones were not
 MIN_BLOCKS_PADDED = 8  # AVX2: an extra block for the register tile adds at most 1/8 of the work
 
 
-def weight_block(target: Any, out_per_group: int, plane: int, groups: int = 1) -> int | None:
+def weight_block(target: Any, out_per_group: int, plane: int, groups: int = 1, in_per_group: int = 0) -> int | None:
     """Output channels per weight block for a 1x1 conv on `target`, or None: keep NCHW weights. A block may
-    leave a remainder only in an ungrouped conv (the weights are then zero-padded to whole blocks)."""
+    leave a remainder only in an ungrouped conv (the weights are then zero-padded to whole blocks).
+    `in_per_group`: the conv's input channels per group (0: not known), which make a grouped conv's reduction
+    short or not."""
     from ..schedules._common import vector_lanes
+    from ..schedules.packed_conv1x1 import short_tile
 
     keys = set(target.keys)
     if "cpu" not in keys or "arm_cpu" in keys:
         return None
     lanes = vector_lanes(target)
     if plane > MAX_PLANE.get(lanes, 0):
-        return None
+        short = (in_per_group > 0 and plane <= SHORT_MAX_PLANE.get(lanes, 0) and out_per_group % lanes == 0
+                 and short_tile(lanes, in_per_group, out_per_group // lanes, plane, groups) is not None)
+        return lanes if short else None
     block = next((b for b in (lanes, lanes // 2) if b >= MIN_BLOCK and out_per_group % b == 0), None)
     return lanes if block is not None and groups == 1 else block  # ungrouped: padded to whole registers
 
@@ -117,7 +131,8 @@ class PackConv1x1Weights:
             return expr
         batch, channels, height, width = shape
         out_channels = wshape[0]
-        block = weight_block(self.target, out_channels // conv_groups, height * width, conv_groups)
+        block = weight_block(self.target, out_channels // conv_groups, height * width, conv_groups,
+                             channels // conv_groups)
         if block is None:
             return expr
         blocks = weight_blocks(self.target, out_channels, block, conv_groups)
