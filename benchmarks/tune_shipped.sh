@@ -229,3 +229,15 @@ python benchmarks/prune_shipped_log.py
 # of the log before (ab_modules.py --rounds 20), and sequence_profile.py --against it measured both 0.99x, the
 # searched kernels slower in sequence than warm (V1 g3's 14x14 packed conv 1303 vs 1214 us for 7 calls): no gain
 # to ship, the run's records discarded (the log copied back from before it).
+
+# ---- x86-znver3-2c, session 27: the short-reduction tile for V1's grouped 1x1 convs (schedules/packed_conv1x1.py
+# `short_tile`: 2 blocks x 4 pixels, the reduction unrolled, a vector write-back) and those convs packed up to
+# 28x28 (passes/pack_conv1x1_weights.py `SHORT_MAX_PLANE`). The hand schedule is a new trace: measured beside each
+# kernel's best 3 records, then searched. First the 14x14 convs (packed before; 4 kernels), then the 28x28 ones
+# (new workloads; 2 kernels), each with a copy of the log taken before it to build the A/B against.
+shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kernels 'conv1x1_packed[34]_add' \
+    --remeasure 3 --time-budget 6
+python benchmarks/prune_shipped_log.py
+shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kernels 'packed\d*_add3_add4_relu3' \
+    --remeasure 3 --time-budget 5
+python benchmarks/prune_shipped_log.py
