@@ -173,6 +173,9 @@ def main() -> None:
     o_total, t_total = (sum(v[0] for v in s.values()) for s in (ort_sum, tvm_sum))
     print(f"| all | {sum(v[1] for v in ort_sum.values())} | {o_total:.0f} | {len(calls)} | {t_total:.0f} | "
           f"{t_total - o_total:+.0f} | {t_total / o_total:.2f}x |")
+    print(f"\nThe sums exceed the end-to-end times ({o_total / 1e3:.2f} vs {ort_ms:.2f} ms, {t_total / 1e3:.2f} vs "
+          f"{tvm_ms:.2f} ms): every node or kernel timed alone carries a per-call overhead (ONNX Runtime's profiler, "
+          "the replay's timer), most of a small one's time. Compare the rows with each other.")
 
 
 if __name__ == "__main__":
