@@ -21,8 +21,8 @@ The tile, by register file (`tile`):
   1.12-1.25x on four (V2's 232 and 96 channels, V1's 7x7 compress convs): an Intel AVX2 class would want its own
   measurement.
 - AVX2, a grouped conv whose reduction is short (at most `SHORT_REDUCTION` input channels per group: V1's 14x14
-  and 28x28 expand convs, 12-40 deep) on a plane that 4 divides: 2 blocks × 4 pixels (`short_tile`), the reduction unrolled
-  whole, and each channel of the tile written back as one 4-pixel vector. The 4 × 3 tile these convs got before is
+  and 28x28 expand convs, 12-40 deep) on a plane that 4 divides: 2 blocks × 4 pixels (`short_tile`), the
+  reduction unrolled whole, and each channel of the tile written back as one 4-pixel vector. The 4 × 3 tile these convs got before is
   predicated on 14x14 (196 = 3 × 65 + 1), and the predicate inside the reduction loop kept 8 of its 12
   accumulators in memory (a load, an FMA and a store per step, in the assembly); its write-back was 96 scalar
   stores, next to a 40-step reduction; and a conv reading through the shuffle divides by the groups at every step,

@@ -45,7 +45,8 @@ Rewrites, on constant weights: `conv2d(x, W)` 1×1 / stride 1 / no padding / NCH
 `shuffled_group_conv` kernels FoldShuffleIntoGroupedConv made (their grouping read from the PrimFunc's
 attributes), into `call_tir(packed_conv1x1, [x, pack(W)])`. Exact: the same products summed in the same order
 (a padded channel's sum is computed and never written).
-Leaves unchanged: larger planes, channel counts no block divides, other convs, GPU and ARM targets.
+Leaves unchanged: larger planes (but for those short grouped convs), channel counts no block divides, other
+convs, GPU and ARM targets.
 """
 
 from __future__ import annotations
