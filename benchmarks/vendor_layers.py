@@ -23,7 +23,6 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sequence_profile import kernel_calls  # benchmarks/, beside this script
@@ -111,7 +110,7 @@ def main() -> None:
     import torch
 
     from shuffletvm import runtime
-    from shuffletvm.bench.runtimes import Context, set_thread_env
+    from shuffletvm.bench.runtimes import Context, onnxruntime_session, set_thread_env
     from shuffletvm.build import BuildConfig, build
     from shuffletvm.models.registry import create_model
 
@@ -126,20 +125,12 @@ def main() -> None:
                                    log_dir=args.log_dir))
         tvm_model = runtime.load(result.path)
 
-        def session(profile: bool) -> Any:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if profile:
-                options.enable_profiling = True
-                options.profile_file_prefix = str(Path(tmp) / "ort")
-            return ort.InferenceSession(str(ctx.onnx_file()), options, providers=["CPUExecutionProvider"])
-
         feed = {"input": x}
         end_to_end: dict[str, list[float]] = defaultdict(list)
-        plain = session(False)  # first end to end, then the profile: two sessions' threads would contend
-        np.testing.assert_allclose(plain.run(None, feed)[0], tvm_model.run(x), rtol=1e-3,
-                                   atol=1e-4 * float(np.abs(tvm_model.run(x)).max()))
+        plain = onnxruntime_session(ctx)  # first end to end, then the profile: two sessions' threads would contend
+        expected = tvm_model.run(x)
+        np.testing.assert_allclose(plain.run(None, feed)[0], expected, rtol=1e-3,
+                                   atol=1e-4 * float(np.abs(expected).max()))
         for _ in range(args.rounds):
             start = time.perf_counter()
             for _ in range(args.runs):
@@ -147,7 +138,7 @@ def main() -> None:
             end_to_end["onnxruntime"].append((time.perf_counter() - start) / args.runs)
             end_to_end["tvm"].append(float(np.median(tvm_model.time_run(x, repeat=args.runs))))
         del plain
-        profiled = session(True)
+        profiled = onnxruntime_session(ctx, profile_prefix=Path(tmp) / "ort")
         for _ in range(args.runs):  # warm-up, dropped from the profile below
             profiled.run(None, feed)
         calls = kernel_calls(tvm_model, x)

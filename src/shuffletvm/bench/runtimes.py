@@ -107,12 +107,23 @@ def _onnxruntime(ctx: Context) -> Prepared:
         import onnxruntime as ort
     except ImportError:
         raise Unavailable("onnxruntime is not installed") from None
+    session = onnxruntime_session(ctx)
+    return Prepared(lambda x: session.run(None, {"input": x})[0], f"onnxruntime {ort.__version__}, CPU EP")
+
+
+def onnxruntime_session(ctx: Context, profile_prefix: Path | None = None) -> Any:
+    """The ONNX Runtime CPU session `compare` measures (all graph optimizations, `ctx.threads` intra-op threads),
+    profiling every node to files starting with `profile_prefix` where given."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = ctx.threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(ctx.onnx_file()), options, providers=["CPUExecutionProvider"])
-    return Prepared(lambda x: session.run(None, {"input": x})[0], f"onnxruntime {ort.__version__}, CPU EP")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
+    return ort.InferenceSession(str(ctx.onnx_file()), options, providers=["CPUExecutionProvider"])
 
 
 def _openvino(ctx: Context, precision: str | None) -> Prepared:
