@@ -14,7 +14,9 @@ The tile, by register file (`tile`):
 - 32 vector registers (AVX-512): 2 or 3 blocks of one group (one broadcast pixel serves them all) × 7 pixels,
   up to 21 accumulators; one block × 7 pixels where neither divides a group's blocks.
 - 16 (AVX2): about `ACCUMULATORS` accumulators, 4, 3 or 2 blocks of one group × 3, 4 or 6 pixels — 4 where 4
-  divides the plane (14x14), else the last tile predicated (49 = 16 x 3 + 1); one block × 7 pixels where no such
+  divides the plane (14x14), else the last tile predicated (49 = 16 x 3 + 1), or none where the kernel computes the
+  plane in whole tiles (its `pixels`: the pass pads V1 g3's shuffled convs, whose predicate LLVM leaves inside the
+  reduction loop; `register_tile` is what both read); one block × 7 pixels where no such
   count divides a group's blocks. Two blocks × 7 pixels spill (14 accumulators, 2 weights and a broadcast: 17
   registers; conv5 788 vs 567 us). Measured on the class it ships for (Zen 3, below); on the Intel class, AVX2
   code (`benchmarks/packed_tiles.py --mcpu haswell`) took 0.68-0.97x session 16's time on six of ten convs and
@@ -99,6 +101,16 @@ def short_tile(lanes: int, reduction: int, blocks_per_group: int, plane: int, gr
     return next(((v, p) for v, p in SHORT_TILES if blocks_per_group % v == 0 and plane % p == 0), None)
 
 
+def register_tile(lanes: int, lanes_per_block: int, reduction: int, blocks: int, groups: int, plane: int,
+                  batch: int, cores: int) -> tuple[int, int, bool, bool]:
+    """(blocks per tile, pixels per tile, whether only the blocks of channels run in parallel, whether it is the
+    short-reduction tile) of a packed conv: `short_tile` where it applies, else the rule of `tile`."""
+    short = short_tile(lanes, reduction, blocks // groups, plane, groups) if lanes_per_block == lanes else None
+    if short is None:
+        return (*tile(lanes, blocks, groups, plane, batch, cores), False)
+    return short[0], short[1], _balanced(batch * blocks // short[0], cores), True
+
+
 def _balanced(tasks: int, cores: int) -> bool:
     return tasks % cores == 0 or tasks >= TASKS_PER_CORE * cores
 
@@ -118,32 +130,34 @@ def schedule(func: Any, target: Any) -> Any | None:
         return None
     data, weight = operands
     lanes_per_block = int(weight.shape[2])
-    n, out_channels, height, width, _rc = (int(iv.dom.extent) for iv in block.iter_vars)
+    n = int(block.iter_vars[0].dom.extent)
+    out_channels = int(block.iter_vars[1].dom.extent)
     groups, reduction = int(data.shape[1]) // int(weight.shape[1]), int(weight.shape[1])
-    blocks, lanes, plane = out_channels // lanes_per_block, vector_lanes(target), height * width
-    short = short_tile(lanes, reduction, blocks // groups, plane, groups) if lanes_per_block == lanes else None
-    if short is None:
-        vectors, pixels, blocks_in_parallel = tile(lanes, blocks, groups, plane, n, cores_of(target))
-    else:
-        (vectors, pixels), blocks_in_parallel = short, _balanced(n * blocks // short[0], cores_of(target))
+    width, plane = int(data.shape[3]), int(data.shape[2]) * int(data.shape[3])
+    blocks, lanes = out_channels // lanes_per_block, vector_lanes(target)
+    vectors, pixels, blocks_in_parallel, short = register_tile(lanes, lanes_per_block, reduction, blocks, groups,
+                                                               plane, n, cores_of(target))
     crop = find_block(sch, CROP_NAME)
     if crop is None:
         write = fold_epilogue(sch, sch.cache_write(conv, 0, "local"))
-    else:  # channels padded to whole blocks: the kernel's accumulator is the tile, the crop writes the real ones
-        sch.set_scope(conv, 0, "local")
+    else:  # channels padded to whole blocks, or the plane to whole tiles: the kernel's accumulator is the tile,
+        sch.set_scope(conv, 0, "local")  # the crop writes the real ones
         write = fold_epilogue(sch, crop)
-    sch.transform_layout(conv, ("write", 0), lambda n, o, y, x: (n, y * width + x, o))
-    sch.transform_block_layout(conv, lambda n, o, y, x, rc: (n, o, y * width + x, rc))
+    if len(block.iter_vars) == 5:  # (n, o, y, x, rc); a plane padded to whole tiles is flat already
+        sch.transform_layout(conv, ("write", 0), lambda n, o, y, x: (n, y * width + x, o))
+        sch.transform_block_layout(conv, lambda n, o, y, x, rc: (n, o, y * width + x, rc))
+    else:
+        sch.transform_layout(conv, ("write", 0), lambda n, o, p: (n, p, o))
     sch.transform_block_layout(write, lambda n, o, y, x: (n, o, y * width + x))
     n, o, p, rc = sch.get_loops(conv)
     o0, o1, o2 = sch.split(o, [None, vectors, lanes_per_block])
-    p0, p1 = sch.split(p, [None, pixels])  # a last tile past the plane is predicated
+    p0, p1 = sch.split(p, [None, pixels])  # a last tile past the plane is predicated, unless the kernel pads it
     sch.reorder(n, o0, p0, rc, o1, p1, o2)
     sch.reverse_compute_at(write, p0)
     sch.unroll(o1)
     sch.unroll(p1)
     sch.vectorize(o2)
-    if short is not None:  # the reduction unrolled whole; the write, a vector of the tile's pixels per channel
+    if short:  # the reduction unrolled whole; the write, a vector of the tile's pixels per channel
         sch.unroll(rc)
         write_channels, write_pixels = sch.get_loops(write)[-2:]
         sch.unroll(write_channels)

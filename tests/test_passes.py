@@ -522,6 +522,46 @@ def test_pack_pads_ungrouped_channels_for_the_avx2_tile():
     np.testing.assert_allclose(_run(after, data)[0], _run(mod, data)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_pack_pads_the_plane_to_whole_avx2_tiles():
+    """V1 g3 1.0x stage 4's expand conv, 240 -> 960 in 3 groups reading through the shuffle, on 7x7 with AVX2: the
+    4 x 3 register tile does not divide 49 pixels, so the kernel computes 51, the last two reading pixel 48 (a flat
+    accumulator, its crop block writing the real 49), and no tile is predicated. Not padded: the same conv with
+    AVX-512 (its 7-pixel tile divides the plane), an 8-group shuffle (LLVM unswitches that predicate itself), none.
+    The same numbers padded or not."""
+    from shuffletvm.passes import pack_conv1x1_weights as policy
+
+    weight = _const(960, 80, 1, 1)
+    x = relax.Var("x", _t(1, 240, 7, 7))
+    mod = _module([x], lambda bb, x: _v1_shuffle_gconv(bb, x, weight))
+    folded, _ = _apply(FoldShuffleIntoGroupedConv, mod)
+    after, counters = _pack(folded, AVX2)
+
+    spec = PackedConv1x1Spec(1, 240, 960, 7, 7, 3, 3, block=8, pixels=3)
+    assert spec.padded_plane == 51 and counters["PackConv1x1Weights"] == 1
+    expected = _packed_relu(spec, pack_weight(weight.value.numpy(), 8))
+    tvm.ir.assert_structural_equal(relax.transform.DeadCodeElimination()(after), expected, map_free_vars=True)
+    script = after["conv1x1_packed"].script()
+    assert 'T.sblock("conv1x1_packed_crop")' in script and "T.min" in script
+    data = RNG.standard_normal((1, 240, 7, 7)).astype(np.float32)
+    padded = _run(after, data)[0]
+    np.testing.assert_allclose(padded, _reference_v1(data, weight.value.numpy(), 3, 3), rtol=1e-5, atol=1e-5)
+    policy.PAD_TO_TILES = False
+    try:
+        unpadded, _ = _pack(folded, AVX2)
+    finally:
+        policy.PAD_TO_TILES = True
+    np.testing.assert_array_equal(_run(unpadded, data)[0], padded)
+
+    def packed_script(mod: tvm.IRModule, target) -> str:
+        return _pack(_apply(FoldShuffleIntoGroupedConv, mod)[0], target)[0]["conv1x1_packed"].script()
+
+    eight = _module([x], lambda bb, x: _v1_shuffle_gconv(bb, x, _const(960, 30, 1, 1), groups=8, shuffle_groups=8))
+    plain = _module([x], lambda bb, x: relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, weight, groups=3))))
+    for unpadded_script in (packed_script(mod, AVX512), packed_script(eight, AVX2), packed_script(plain, AVX2),
+                            unpadded["conv1x1_packed"].script()):
+        assert "T.min" not in unpadded_script
+
+
 # --------------------------------------------------------------------------------------- KeepIdentityInPlace
 
 def _v2_stage(bb, a, b, units: int, end: str, weights: dict):

@@ -412,6 +412,49 @@ def test_packed_conv_short_grouped_reduction_unrolled_with_vector_writes(spec):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize(("spec", "tile"), [
+    ((1, 240, 960, 7, 7, 3, 3), (4, 3)),  # V1 g3 1.0x stage 4, the expand conv reading the shuffle: 51 pixels
+    ((1, 464, 1024, 7, 7, 1, 1), (4, 3)),  # V2 1.0x conv5
+    ((1, 96, 96, 7, 7, 1, 1), (3, 4)),  # V2 0.5x stage 4: 52 pixels
+])
+def test_packed_conv_plane_padded_to_whole_tiles_has_no_predicate_in_its_reduction(spec, tile):
+    """AVX2 on 7x7: the kernel padded to whole tiles (`pixels`) is scheduled with the same tile, the conv block
+    without a predicate (which kept most of the tile's accumulators in memory: a load and a store around every FMA)
+    and the crop's write-back predicated instead; its output is bit for bit the unpadded kernel's."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from shuffletvm.kernels.packed_conv1x1 import BLOCK_NAME, CROP_NAME, PackedConv1x1Spec, packed_conv1x1
+    from shuffletvm.passes.partition_rows_across_cores import _loops
+    from shuffletvm.schedules import packed_conv1x1 as rule
+    from shuffletvm.targets import TargetOptions
+
+    target = resolve_target("x86", TargetOptions(mcpu="haswell", num_cores=2)).tvm_target()
+    plain = packed_conv1x1(PackedConv1x1Spec(*spec, block=8))
+    padded = packed_conv1x1(PackedConv1x1Spec(*spec, block=8, pixels=tile[1]))
+    scheduled, unpadded = (rule.schedule(f, target).mod["main"] for f in (padded, plain))
+    assert _predicated(scheduled) == {CROP_NAME} and f"{BLOCK_NAME}_update" in _predicated(unpadded)
+    unrolled = [int(lp.extent) for lp in _loops(scheduled.body) if lp.kind == tvm.tirx.ForKind.UNROLLED]
+    assert unrolled[-2:] == list(tile)
+    rng = np.random.default_rng(0)
+    args = [_arg(a, rng) for a in ArgInfo.from_prim_func(plain)]
+    np.testing.assert_array_equal(*(_run(f, [a.copy() for a in args]) for f in (scheduled, unpadded)))
+
+
+def _predicated(func: tvm.tirx.PrimFunc) -> set[str]:
+    """The blocks of `func` whose realize carries a predicate (a loop tile past an extent)."""
+    from shuffletvm.passes.partition_rows_across_cores import SBlockRealize, _walk
+
+    found: set[str] = set()
+
+    def visit(node) -> None:
+        if isinstance(node, SBlockRealize) and not (
+                isinstance(node.predicate, tvm.tirx.IntImm) and int(node.predicate) == 1):
+            found.add(node.block.name_hint)
+
+    _walk(func.body, visit)
+    return found
+
+
 def _vector_loops(func: tvm.tirx.PrimFunc, but: str) -> list[int]:
     """The extents of `func`'s vectorized loops, largest first, but those over block `but`."""
     from shuffletvm.passes.partition_rows_across_cores import _loops, _walk

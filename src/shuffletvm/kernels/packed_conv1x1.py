@@ -16,6 +16,11 @@ divided the channels (measured in `passes/pack_conv1x1_weights.py`) — or padde
 a register tile of several blocks divides them (AVX2: 232 channels as 30 blocks of 8, not 29). Whole blocks get
 the one-block kernel they always had (its workload, and so its tuning records, unchanged).
 
+A plane the schedule's register tile of pixels does not divide (AVX2's 4 x 3 tile on 7x7: 49 = 16 x 3 + 1) is
+computed in whole tiles (`pixels`): the accumulation is flat over the padded plane (51 pixels), the pixels past the
+plane read its last one (`min(p, HW - 1)`: computed, never written), and the crop block writes the real ones. So
+no tile is predicated inside the reduction, which kept most of the tile's accumulators in memory.
+
 Block `conv1x1_packed`, reduction axis rc; op_pattern OutEWiseFusable so bias / residual / ReLU fuse after it.
 """
 
@@ -36,6 +41,7 @@ CROP_NAME = "conv1x1_packed_crop"
 class PackedConv1x1Spec(ShuffledGroupConvSpec):
     block: int = 16  # output channels per weight block (divides out_channels / conv_groups, or conv_groups is 1)
     blocks: int = 0  # weight blocks, ungrouped only: more than the whole blocks of out_channels pads further (0: as many)
+    pixels: int = 0  # the plane computed in whole tiles of this many pixels, the last clamped (0: the plane as it is)
 
     def __post_init__(self) -> None:
         if self.conv_groups != 1 and (self.out_channels // self.conv_groups) % self.block:
@@ -44,6 +50,11 @@ class PackedConv1x1Spec(ShuffledGroupConvSpec):
         if self.blocks and (self.conv_groups != 1 or self.blocks * self.block < self.out_channels):
             raise ValueError(f"{self.blocks} blocks of {self.block} cannot hold {self.out_channels} channels "
                              f"in {self.conv_groups} groups")
+
+    @property
+    def padded_plane(self) -> int:
+        """The pixels the accumulation holds: the plane rounded up to whole tiles of `pixels`."""
+        return _padded(self.height * self.width, self.pixels or 1)
 
     @property
     def padded_out_channels(self) -> int:
@@ -75,13 +86,21 @@ def packed_conv1x1(spec: PackedConv1x1Spec) -> tirx.PrimFunc:
                             name="weight")
     rc = te.reduce_axis((i64(0), per_group_in), name="rc")
     whole = spec.padded_out_channels == spec.out_channels
+    plane = spec.height * spec.width
 
     def compute(n, o, h, w):
         group_of = o if whole else i64(0)  # padded: ungrouped (the spec checks it), a padded channel is in group 0
         w_o = weight[tirx.floordiv(o, block), rc, tirx.floormod(o, block)]
         return te.sum(data[n, spec.input_channel(group_of, rc), h, w] * w_o, axis=[rc])
 
-    if whole:
+    if spec.padded_plane != plane:  # pixels past the plane read its last one: computed, never written
+        def flat(n, o, p):
+            last = tirx.min(p, i64(plane - 1))
+            return compute(n, o, tirx.floordiv(last, w_), tirx.floormod(last, w_))
+
+        acc = te.compute((n_, padded, i64(spec.padded_plane)), flat, name=BLOCK_NAME)
+        out = te.compute((n_, o_, h_, w_), lambda n, o, h, w: acc[n, o, h * w_ + w], name=CROP_NAME)
+    elif whole:
         out = te.compute((n_, o_, h_, w_), compute, name=BLOCK_NAME)
     else:
         acc = te.compute((n_, padded, h_, w_), compute, name=BLOCK_NAME)

@@ -38,6 +38,20 @@ On the Zen 3 class, one kernel at a time, hand schedules (session 27): g3 94 us 
 record, hand), g8 115 against 142-188; the same kernels' other 28x28 convs, packed with the ordinary tile, gained
 nothing (g8 384 -> 192 157 vs 161, g3 240 -> 120 164 vs 150-154) and stay NCHW. End to end, built with the shipped
 log (these kernels then from their hand schedule), interleaved, outputs identical: V1 g3 0.894x, V1 g8 0.949x.
+With AVX2 the register tile's 3 or 4 pixels do not divide a 7x7 plane, and the last tile is predicated. Where the
+conv reads through a shuffle of 3 groups (V1 g3), LLVM leaves that predicate inside the reduction loop, and 8 of the
+tile's 12 accumulators go through memory at every step (a load, the FMA, a store, in the assembly); with a shuffle
+of 2 or 8 groups (a shift and a mask) or none, it versions the loop, 12 register accumulators for the whole tiles
+and a loop of its own for the last one. So a conv reading through a shuffle whose group count is not a power of two
+is computed over its plane padded to whole tiles (`tile_pixels`: 51 pixels, the last two reading pixel 48;
+kernels/packed_conv1x1.py `pixels`). Measured on the Zen 3 class with every AVX2 7x7 packed conv padded, hand
+schedules, one kernel at a time, 15 interleaved rounds, outputs identical (`benchmarks/padded_plane.py --every
+--log-dir COPY`, a copy of the log before), padded against predicated hand / predicated as the log scheduled it: in
+two runs, V1 g3 1.0x 240 -> 960 g3 0.65-0.80x / 0.71-0.72x (66.7 us against 102.5 / 94.1 in the second), 240 -> 480
+g3 0.57-0.60x / 0.80-0.84x; every other conv 0.95-1.10x (V1 g3 960 -> 240 1.02-1.06x, V1 g8 0.95-1.10x, V2
+0.98-1.10x: the padded pixels' 4-10% more work where the predicate cost nothing), so they stay as they were. End to
+end, built with the log otherwise as it was, interleaved (`benchmarks/ab_modules.py --rounds 20`), outputs
+identical: V1 g3 1.0x 0.97x; V1 g8 and V2 build the same kernels as before.
 Not applied on aarch64 (speed cannot be measured here: emulated) nor on CUDA (threads over pixels coalesce;
 no measurement says otherwise).
 
@@ -51,6 +65,7 @@ convs, GPU and ARM targets.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -65,6 +80,8 @@ MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: m
 SHORT_MAX_PLANE = {8: 784}  # AVX2: a grouped conv the short-reduction tile takes is packed up to this plane
 MIN_BLOCK = 8  # blocks of 16 and 8 channels were measured; narrower ones were not
 MIN_BLOCKS_PADDED = 8  # AVX2: an extra block for the register tile adds at most 1/8 of the work
+PAD_TO_TILES = True  # a plane the register tile's pixels do not divide may be computed in whole tiles (`tile_pixels`)
+PAD_EVEN_SHUFFLES = False  # ... also where the conv reads no shuffle or one of 2^k groups (measured; not taken)
 
 
 def weight_block(target: Any, out_per_group: int, plane: int, groups: int = 1, in_per_group: int = 0) -> int | None:
@@ -99,6 +116,23 @@ def weight_blocks(target: Any, out_channels: int, block: int, groups: int = 1) -
     if groups != 1 or vector_lanes(target) >= 16 or whole < MIN_BLOCKS_PADDED:
         return 0
     return 0 if any(whole % v == 0 for v in AVX2_TILE_BLOCKS) else whole + 1
+
+
+def tile_pixels(target: Any, spec: PackedConv1x1Spec) -> int:
+    """The pixels of the schedule's register tile (`schedules/packed_conv1x1.py` `register_tile`) where they do not
+    divide the plane and the conv reads through a shuffle of a group count not a power of two, so that the kernel
+    pads the plane to whole tiles (AVX2's 4 x 3 tile on 7x7: 51 pixels); else 0. Why only there: see the module."""
+    from ..schedules._common import vector_lanes
+    from ..schedules.packed_conv1x1 import register_tile
+    from .partition_rows_across_cores import cores_of
+
+    groups = spec.shuffle_groups
+    if not PAD_TO_TILES or groups & (groups - 1) == 0 and not PAD_EVEN_SHUFFLES:  # none (1), or a shift and a mask
+        return 0
+    plane, conv_groups = spec.height * spec.width, spec.conv_groups
+    pixels = register_tile(vector_lanes(target), spec.block, spec.in_channels // conv_groups,
+                           spec.padded_out_channels // spec.block, conv_groups, plane, spec.batch, cores_of(target))[1]
+    return pixels if plane % pixels else 0
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="PackConv1x1Weights")
@@ -139,6 +173,7 @@ class PackConv1x1Weights:
         blocks = weight_blocks(self.target, out_channels, block, conv_groups)
         spec = PackedConv1x1Spec(batch, channels, out_channels, height, width, conv_groups, shuffle_groups,
                                  block=block, blocks=blocks)
+        spec = dataclasses.replace(spec, pixels=tile_pixels(self.target, spec))
         if spec not in self.kernels:
             self.kernels[spec] = self.builder.add_func(packed_conv1x1(spec), "conv1x1_packed")
         self.counters[self.__class__.__name__] += 1
