@@ -241,3 +241,15 @@ python benchmarks/prune_shipped_log.py
 shuffletvm tune shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 --kernels 'packed\d*_add3_add4_relu3' \
     --remeasure 3 --time-budget 5
 python benchmarks/prune_shipped_log.py
+
+# ---- x86-znver3-2c, session 28: V1 g3's shuffled 7x7 convs computed over whole register tiles
+# (passes/pack_conv1x1_weights.py `tile_pixels`): new workloads, their old records pruned. Searching them
+# (`--kernels 'conv1x1_packed(2_add10_relu9|6_add11_relu8|7_add12_add13_relu10)$' --remeasure 3 --time-budget 8`,
+# with V1 g8, whose kernels were padded too in that trial) gave records the model ran slower than the hand schedule
+# (benchmarks/sequence_profile.py --against: 306 vs 243 us in sequence, 257 vs 225 warm, 3 calls): the log copied
+# back from before it. Then every batch-1 kernel's best 3 records and its hand schedule measured again beside
+# each other, the two new kernels given their hand schedule and one trial:
+python benchmarks/prune_shipped_log.py
+shuffletvm tune shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86 \
+    --remeasure 3 --trials 1
+python benchmarks/prune_shipped_log.py
