@@ -58,6 +58,12 @@ def kernel_calls(mod: Any) -> Counter:
     return Counter(call.args[0].name_hint for call in op_calls(mod) if call.op.name in KERNEL_CALL_OPS)
 
 
+def conv1x1_label(data: Any, weight: Any) -> str:
+    """'C -> O gG' for a 1x1 conv kernel from its data and weight shapes, the weight OIHW or packed ([O/B, Cg, B])."""
+    out = weight[0] * weight[2] if len(weight) == 3 else weight[0]
+    return f"{data[1]} -> {out} g{data[1] // weight[1]}"
+
+
 def kernel_timers(mod: Any, target: Any, number: int = 20) -> list[KernelTime]:
     import tvm
     import tvm.runtime

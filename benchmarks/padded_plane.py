@@ -13,47 +13,49 @@ The host's own target: on an AVX-512 host every tile divides the plane and nothi
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from kernel_profile import kernel_calls, scheduled_module  # benchmarks/, beside this script
+from kernel_profile import conv1x1_label, kernel_calls, scheduled_module  # benchmarks/, beside this script
 
 MODELS = ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v1_g3_x1_0", "shufflenet_v1_g8_x1_0"]
+
+
+@contextmanager
+def _policy(pad: bool, every: bool) -> Iterator[None]:
+    from shuffletvm.passes import pack_conv1x1_weights as policy
+
+    policy.PAD_TO_TILES, policy.PAD_EVEN_SHUFFLES = pad, every
+    try:
+        yield
+    finally:
+        policy.PAD_TO_TILES, policy.PAD_EVEN_SHUFFLES = True, False
 
 
 def rows(model: str, rounds: int, runs: int, log_root: Path | None, every: bool = False) -> list[str]:
     import tvm
     import tvm.runtime
+    import tvm_ffi
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-
-    from shuffletvm.build import load_graph
-    from shuffletvm.passes import pack_conv1x1_weights as policy
-    from shuffletvm.pipeline import lower_for_tuning
 
     builds = {}  # label -> scheduled module; the padded build last
     for label, pad, tuned in (("predicated", False, False), ("predicated, tuned", False, True),
                               ("padded", True, False)):
         if tuned and log_root is None:
             continue
-        policy.PAD_TO_TILES, policy.PAD_EVEN_SHUFFLES = pad, every
-        try:
+        with _policy(pad, every):
             builds[label], target = scheduled_module(model, 1, tuned=tuned, log_root=log_root)
-        finally:
-            policy.PAD_TO_TILES, policy.PAD_EVEN_SHUFFLES = True, False
     kernels = {label: {_shape(mod[name]): (name, calls) for name, calls in kernel_calls(mod).items()
                        if "packed" in name} for label, mod in builds.items()}
-    policy.PAD_EVEN_SHUFFLES = every
-    try:  # unscheduled: a padded kernel clamps its reads
-        lowered = lower_for_tuning(load_graph(model, 1).mod, target)
-    finally:
-        policy.PAD_EVEN_SHUFFLES = False
-    padded = {_shape(func) for gvar, func in lowered.functions.items()
-              if "packed" in gvar.name_hint and "T.min" in func.script()}
     out = []
     for shape, (_name, calls) in kernels["padded"].items():
-        if shape not in padded or any(shape not in k for k in kernels.values()):
+        if any(shape not in k for k in kernels.values()):
             continue
         funcs = [builds[label][k[shape][0]] for label, k in kernels.items()]
+        if tvm_ffi.structural_equal(funcs[0], funcs[-1]):  # both hand-scheduled: the same kernel, not padded
+            continue
         rng = np.random.default_rng(0)
         arrays = [rng.standard_normal([int(s) for s in a.shape]).astype(np.float32)
                   for a in ArgInfo.from_prim_func(funcs[0])]
@@ -84,7 +86,7 @@ def _shape(func: object) -> str:
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     data, weight = ([int(s) for s in a.shape] for a in ArgInfo.from_prim_func(func)[:2])
-    return f"{data[1]} -> {weight[0] * weight[2]} g{data[1] // weight[1]} @{data[2]}x{data[3]}"
+    return f"{conv1x1_label(data, weight)} @{data[2]}x{data[3]}"
 
 
 def main() -> None:

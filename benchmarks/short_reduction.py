@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from kernel_profile import kernel_timers, scheduled_module  # benchmarks/, beside this script
+from kernel_profile import conv1x1_label, kernel_timers, scheduled_module  # benchmarks/, beside this script
 from packed_tiles import rule_against
 
 
@@ -44,7 +44,7 @@ def tile_rows(models: list[str], rounds: int, target: object) -> list[str]:
             if short is None:
                 continue
             before, now = rule_against(rule, "short_tile", lambda *_a: None, func, target, args, rounds)
-            rows.append(f"| {model} | {data[1]} -> {weight[0] * weight[2]} g{groups} @{data[2]}x{data[3]}, "
+            rows.append(f"| {model} | {conv1x1_label(data, weight)} @{data[2]}x{data[3]}, "
                         f"{weight[1]} deep | {calls.count(name)} | {short[0]} x {short[1]} | {before:.1f} | "
                         f"{now:.1f} | {now / before:.2f}x |")
     return rows
@@ -68,7 +68,8 @@ def layout_rows(models: list[str], rounds: int) -> list[str]:
             for kernels in builds.values():
                 for k in kernels:
                     k.times.append(k.evaluator(*k.args).median * 1e6)
-        by_shape = {label: {_shape(k.args): k for k in kernels} for label, kernels in builds.items()}
+        by_shape = {label: {conv1x1_label(k.args[0].shape, k.args[1].shape): k for k in kernels}
+                    for label, kernels in builds.items()}
         for shape, old in by_shape["NCHW"].items():
             new = by_shape["as built"].get(shape)
             if new is not None:
@@ -83,13 +84,6 @@ def _is_28x28_1x1(args: list) -> bool:
         return False
     weight = args[1].shape
     return len(weight) == 3 or (len(weight) == 4 and tuple(weight[2:]) == (1, 1))
-
-
-def _shape(args: list) -> str:
-    """A 1x1 conv's channels (from its weight, OIHW or packed) and groups."""
-    data, weight = args[0].shape, args[1].shape
-    out = weight[0] * weight[2] if len(weight) == 3 else weight[0]
-    return f"{data[1]} -> {out} g{data[1] // weight[1]}"
 
 
 def main() -> None:
