@@ -12,6 +12,8 @@ from tvm import relax
 
 from shuffletvm.kernels.channel_shuffle import ShuffleSpec, concat_shuffle_split
 from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
+from shuffletvm.kernels.packed_matmul import PackedMatmulSpec, packed_matmul
+from shuffletvm.kernels.packed_matmul import pack_weight as pack_matmul_weight
 from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
 from shuffletvm.kernels.stage_buffer_conv import BufferConvSpec, gather_conv1x1, scatter_conv1x1
 from shuffletvm.passes import (
@@ -20,8 +22,10 @@ from shuffletvm.passes import (
     FuseConcatShuffleSplit,
     KeepIdentityInPlace,
     PackConv1x1Weights,
+    PackMatmulWeights,
 )
 from shuffletvm.passes.pack_conv1x1_weights import weight_block, weight_blocks
+from shuffletvm.passes.pack_matmul_weights import column_block
 from shuffletvm.targets import TargetOptions, resolve_target
 
 TARGET = resolve_target("x86").tvm_target()
@@ -560,6 +564,90 @@ def test_pack_pads_the_plane_to_whole_avx2_tiles():
     for unpadded_script in (packed_script(mod, AVX512), packed_script(eight, AVX2), packed_script(plain, AVX2),
                             unpadded["conv1x1_packed"].script()):
         assert "T.min" not in unpadded_script
+
+
+# ------------------------------------------------------------------------------- PackMatmulWeights (layout)
+
+def _pack_matmul(mod: tvm.IRModule, target=AVX2) -> tuple[tvm.IRModule, Counter]:
+    counters: Counter = Counter()
+    with target:
+        return PackMatmulWeights(target, counters)(mod), counters
+
+
+def _linear(weight: relax.Constant, bias: relax.Constant | None, rows: int = 1):
+    """The classifier as Relax imports `nn.Linear`: matmul(x, permute_dims(W)) (+ bias)."""
+    x = relax.Var("x", _t(rows, int(weight.value.shape[1])))
+
+    def body(bb, x):
+        out = bb.emit(relax.op.matmul(x, bb.emit(relax.op.permute_dims(weight, [1, 0])), out_dtype="float32"))
+        return out if bias is None else relax.op.add(bias, out)
+
+    return _module([x], body)
+
+
+def test_pack_matmul_weights_before_expected():
+    """V2's classifier, 1024 -> 1000 with its bias, with AVX2: weights [1000, 1024] -> [25, 1024, 40] (5 vectors
+    of 8 columns: the schedule's register tile), the transpose gone; the same numbers, bit for bit."""
+    from shuffletvm.schedules.matmul import column_tile
+
+    weight, bias = _const(1000, 1024), _const(1000)
+    mod = _linear(weight, bias)
+    after, counters = _pack_matmul(mod)
+
+    assert column_tile(8, 1000) == (8, 5) and column_block(AVX2, 1000) == 40
+    x = relax.Var("x", _t(1, 1024))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            kernel = bb.add_func(packed_matmul(PackedMatmulSpec(1, 1024, 1000, 40)), "matmul_packed")
+            packed = pack_matmul_weight(weight.value.numpy().T, 40)
+            out = bb.emit(relax.call_tir(kernel, [x, relax.const(packed)], _t(1, 1000)))
+            out = bb.emit_output(relax.op.add(bias, out))
+        bb.emit_func_output(out)
+    tvm.ir.assert_structural_equal(after, bb.get(), map_free_vars=True)
+    assert counters["PackMatmulWeights"] == 1 and packed.shape == (25, 1024, 40)
+    assert _ops(after)["relax.permute_dims"] == 0 and _ops(after)["relax.matmul"] == 0
+    data = RNG.standard_normal((1, 1024)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], data @ weight.value.numpy().T + bias.value.numpy(), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_array_equal(_run(after, data)[0], _run(mod, data)[0])
+
+
+def test_pack_matmul_at_batch_n_and_with_avx512():
+    """Batch 8, V1 g8's 1536 -> 1000 without a bias: packed the same way. AVX-512's 16 lanes do not divide 1000,
+    so its tile is 5 vectors of 8 too."""
+    weight = _const(1000, 1536)
+    mod = _linear(weight, None, rows=8)
+    for target in (AVX2, AVX512):
+        after, counters = _pack_matmul(mod, target)
+        assert counters["PackMatmulWeights"] == 1
+        assert [c.shape for c in _constants(after)] == [(25, 1536, 40)]
+    data = RNG.standard_normal((8, 1536)).astype(np.float32)
+    np.testing.assert_array_equal(_run(after, data)[0], _run(mod, data)[0])
+
+
+def _constants(mod: tvm.IRModule) -> list[np.ndarray]:
+    found = []
+    relax.analysis.post_order_visit(mod["main"].body, lambda e: found.append(e.value.numpy())
+                                    if isinstance(e, tvm.ir.expr.Constant) and hasattr(e.value, "numpy") else None)
+    return found
+
+
+@pytest.mark.parametrize("case", ["weight-not-constant", "columns-no-vector-divides", "one-tile", "arm", "cuda"])
+def test_pack_matmul_near_misses_unchanged(case):
+    columns = {"columns-no-vector-divides": 37, "one-tile": 40}.get(case, 1000)
+    weight = _const(columns, 64)
+    x = relax.Var("x", _t(1, 64))
+    if case == "weight-not-constant":
+        w = relax.Var("w", _t(64, columns))
+        mod = _module([x, w], lambda bb, x, w: relax.op.matmul(x, w, out_dtype="float32"))
+    else:
+        mod = _linear(weight, None)
+    target = {"arm": resolve_target("arm").tvm_target(),
+              "cuda": resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()}.get(case, AVX2)
+    after, counters = _pack_matmul(mod, target)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["PackMatmulWeights"] == 0
 
 
 # --------------------------------------------------------------------------------------- KeepIdentityInPlace

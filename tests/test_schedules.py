@@ -13,7 +13,7 @@ import tvm
 from shuffletvm.schedules import RULES, fallback
 from tvm.s_tir.stmt import SBlockRealize
 
-from shuffletvm.targets import resolve_target
+from shuffletvm.targets import TargetOptions, resolve_target
 
 X86 = resolve_target("x86").tvm_target()
 
@@ -109,8 +109,6 @@ def test_schedule_computes_what_the_kernel_computes(kernels, rule):
 
 def test_schedules_target_the_vector_width():
     from shuffletvm.schedules._common import vector_lanes
-
-    from shuffletvm.targets import TargetOptions
 
     def lanes(mcpu: str, *mattr: str) -> int:
         spec = {"kind": "llvm", "mcpu": mcpu, **({"mattr": list(mattr)} if mattr else {})}
@@ -246,10 +244,10 @@ def test_depthwise_rows_llvm_cannot_split_cleanly_are_computed_as_equal_vectors(
     wide on AVX2: 8 + 6), as equal vectors of at most a register, in the accumulation, its init and the write:
     LLVM builds such a vector's operands from scalar inserts. Other rows stay one vector (28x28 planes, 14x14,
     32x32). Each computes what the unscheduled kernel does."""
-    from tvm import te, topi
-
     from shuffletvm.schedules import depthwise_conv3x3
     from shuffletvm.schedules._common import vector_lanes
+    from tvm import te, topi
+
     from shuffletvm.targets import TargetOptions
 
     target = resolve_target("x86", TargetOptions(mcpu=mcpu)).tvm_target()
@@ -276,9 +274,9 @@ def test_depthwise_stride_2_rows_are_left_to_llvm_on_x86(mcpu, vectorized):
     from element inserts; LLVM vectorizes the plain loops, with deinterleaving loads where it can: measured in
     benchmarks/depthwise_stride2.py); NEON keeps its row vectors. Stride 1 keeps them everywhere. Each computes
     what the unscheduled kernel does."""
+    from shuffletvm.schedules import depthwise_conv3x3
     from tvm import te, topi
 
-    from shuffletvm.schedules import depthwise_conv3x3
     from shuffletvm.targets import TargetOptions
 
     target = (resolve_target("arm").tvm_target() if mcpu == "neon"
@@ -303,12 +301,12 @@ def test_packed_conv_padded_to_whole_registers_accumulates_full_vectors():
     """232 output channels on a 7x7 plane (V2 1.0x's last stage) with AVX-512: the weights padded to 240, the
     accumulation and its init 16 lanes wide; the write-back, with the bias and ReLU folded in, skips the 8
     padded channels. The fused kernel as the pipeline leaves it computes what it did unscheduled."""
+    from shuffletvm.schedules import packed_conv1x1
     from tvm import relax
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from shuffletvm.kernels.packed_conv1x1 import CROP_NAME
     from shuffletvm.pipeline import lower_for_tuning
-    from shuffletvm.schedules import packed_conv1x1
     from shuffletvm.targets import TargetOptions
 
     rng = np.random.default_rng(0)
@@ -362,11 +360,11 @@ def test_packed_conv_register_tiles(mcpu, block, spec, tile, parallel):
     """The register tile by register file: its blocks x pixels (unrolled), what runs in parallel (the blocks of
     channels, each walking its pixel tiles, or every tile), and what the kernel computes, the plane's last tile
     past its end included (built for this host: the loops are the same whatever the instructions)."""
+    from shuffletvm.schedules import packed_conv1x1 as rule
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, packed_conv1x1
     from shuffletvm.passes.partition_rows_across_cores import _loops
-    from shuffletvm.schedules import packed_conv1x1 as rule
     from shuffletvm.targets import TargetOptions
 
     target = resolve_target("x86", TargetOptions(mcpu=mcpu, num_cores=2)).tvm_target()
@@ -391,11 +389,11 @@ def test_packed_conv_short_grouped_reduction_unrolled_with_vector_writes(spec):
     """AVX2, a grouped conv whose reduction is short (V1's 14x14 expand convs): 2 blocks x 4 pixels, so no
     tile is predicated (196 = 4 x 49); the reduction unrolled whole; the write-back one 4-pixel vector per
     channel of the tile (16 of them, unrolled) instead of 64 scalar stores. Computes what it did unscheduled."""
+    from shuffletvm.schedules import packed_conv1x1 as rule
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, packed_conv1x1
     from shuffletvm.passes.partition_rows_across_cores import _loops
-    from shuffletvm.schedules import packed_conv1x1 as rule
     from shuffletvm.targets import TargetOptions
 
     target = resolve_target("x86", TargetOptions(mcpu="haswell", num_cores=2)).tvm_target()
@@ -421,11 +419,11 @@ def test_packed_conv_plane_padded_to_whole_tiles_has_no_predicate_in_its_reducti
     """AVX2 on 7x7: the kernel padded to whole tiles (`pixels`) is scheduled with the same tile, the conv block
     without a predicate (which kept most of the tile's accumulators in memory: a load and a store around every FMA)
     and the crop's write-back predicated instead; its output is bit for bit the unpadded kernel's."""
+    from shuffletvm.schedules import packed_conv1x1 as rule
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from shuffletvm.kernels.packed_conv1x1 import BLOCK_NAME, CROP_NAME, PackedConv1x1Spec, packed_conv1x1
     from shuffletvm.passes.partition_rows_across_cores import _loops
-    from shuffletvm.schedules import packed_conv1x1 as rule
     from shuffletvm.targets import TargetOptions
 
     target = resolve_target("x86", TargetOptions(mcpu="haswell", num_cores=2)).tvm_target()
@@ -468,3 +466,25 @@ def _vector_loops(func: tvm.tirx.PrimFunc, but: str) -> list[int]:
         if but not in names:
             extents.append(int(loop.extent))
     return sorted(extents, reverse=True)
+
+
+@pytest.mark.parametrize("rows", [1, 8])
+def test_packed_classifier_tile_is_its_pack(rows):
+    """The classifier packed in tiles of 40 columns (1000 classes, AVX2: `column_tile` 5 x 8): the 25 tiles in
+    parallel, each 5 unrolled vectors of 8 accumulating over all 1024 inputs, the images inside the tile (its
+    weights read once from memory at batch N); the same numbers as the unscheduled kernel."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from shuffletvm.kernels.packed_matmul import PackedMatmulSpec, packed_matmul
+    from shuffletvm.passes.partition_rows_across_cores import _loops
+
+    func = packed_matmul(PackedMatmulSpec(rows, 1024, 1000, 40))
+    assert _claims(func) == ["matmul"]
+    scheduled = RULES["matmul"](func, resolve_target("x86", TargetOptions(mcpu="haswell")).tvm_target()).mod["main"]
+    loops = [(loop.kind, int(loop.extent)) for loop in _loops(scheduled.body)]
+    kinds = tvm.tirx.ForKind
+    assert loops[0] == (kinds.PARALLEL, 25) and loops[1] == (kinds.SERIAL, rows)
+    assert (kinds.UNROLLED, 5) in loops and (kinds.VECTORIZED, 8) in loops and (kinds.SERIAL, 1024) in loops
+    rng = np.random.default_rng(0)
+    args = [_arg(a, rng) for a in ArgInfo.from_prim_func(func)]
+    np.testing.assert_array_equal(_run(scheduled, [a.copy() for a in args]), _run(func, [a.copy() for a in args]))

@@ -32,6 +32,7 @@ from .passes import (
     FuseStemConvPool,
     KeepIdentityInPlace,
     PackConv1x1Weights,
+    PackMatmulWeights,
     PartitionRowsAcrossCores,
     ProduceIntoConcat,
 )
@@ -95,11 +96,13 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
             relax.transform.CanonicalizeBindings(),
         ])),
         # Where values live. Weights: 1x1 convs on small planes (7x7) get output-channel-blocked, pre-packed
-        # weights on x86, where that measured faster than NCHW (passes/pack_conv1x1_weights.py); activations
-        # stay NCHW. Channels: V2's identity half stays where it is, one buffer per stage, the shuffles become
+        # weights on x86, where that measured faster than NCHW (passes/pack_conv1x1_weights.py), and the
+        # classifier's in tiles of columns, each one contiguous (passes/pack_matmul_weights.py); activations stay
+        # NCHW. Channels: V2's identity half stays where it is, one buffer per stage, the shuffles become
         # compile-time channel maps absorbed by the convs (passes/keep_identity_in_place.py; CPUs).
         Phase("layout", tvm.transform.Sequential([
             PackConv1x1Weights(target, options.stats),
+            PackMatmulWeights(target, options.stats),
             KeepIdentityInPlace(target, options.stats),
         ])),
         # Relax ops -> TensorIR, operator fusion: the kernels, unscheduled (what tuning sees).

@@ -8,9 +8,10 @@ from .fuse_concat_shuffle_split import FuseConcatShuffleSplit
 from .fuse_stem_conv_pool import FuseStemConvPool
 from .keep_identity_in_place import KeepIdentityInPlace
 from .pack_conv1x1_weights import PackConv1x1Weights
+from .pack_matmul_weights import PackMatmulWeights
 from .partition_rows_across_cores import PartitionRowsAcrossCores
 from .produce_into_concat import ProduceIntoConcat
 
 __all__ = ["ApplyBatchOneRecords", "ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv",
            "FuseConcatShuffleSplit", "FuseStemConvPool", "KeepIdentityInPlace", "PackConv1x1Weights",
-           "PartitionRowsAcrossCores", "ProduceIntoConcat"]
+           "PackMatmulWeights", "PartitionRowsAcrossCores", "ProduceIntoConcat"]
