@@ -31,6 +31,7 @@ import numpy as np
 WITHOUT = {  # --without: the other build's options, and what it is
     "pass": ({"partition_rows": False}, "without PartitionRowsAcrossCores"),
     "images": ({"partition_images": False}, "with the batch-1 rule at every batch"),
+    "grouped": ({"partition_grouped": False}, "with grouped convs split by channels"),
     "concat": ({"produce_into_concat": False}, "without ProduceIntoConcat"),
     "stem": ({"fuse_stem": False}, "without FuseStemConvPool"),
     "tuning": ({"use_tuning_logs": False}, "with hand schedules only"),

@@ -906,16 +906,25 @@ def test_inspect_bad_dump_dir(tmp_path):
 
 # -------------------------------------------------------------------------------- PartitionRowsAcrossCores
 
-def _dense_1x1(cin: int = 16, cout: int = 8, grouped: bool = False, parallel: bool = True, batch: int = 1):
+def _dense_1x1(cin: int = 16, cout: int = 8, grouped: bool = False, parallel: bool = True, batch: int = 1,
+               groups: int = 1):
     """A scheduled 1x1 conv (NCHW, 6x8 plane) whose parallel loop splits output channels, rows inside it:
-    what tuned schedules look like. `grouped`: each output channel reads only its own input channel."""
+    what tuned schedules look like. `grouped`: each output channel reads only its own input channel (a depthwise
+    conv with a unit channel reduction); `groups`: a grouped conv, each output channel reading its group's."""
     from tvm import s_tir, te
 
+    depth = 1 if grouped else cin // groups
     x = te.placeholder((batch, cin, 6, 8), name="x")
-    w = te.placeholder((cout, cin), name="w")
-    rc = te.reduce_axis((0, 1 if grouped else cin), name="rc")
-    y = te.compute((batch, cout, 6, 8), lambda n, o, h, v: te.sum(
-        (x[n, o + rc, h, v] if grouped else x[n, rc, h, v]) * w[o, rc], axis=rc), name="y")
+    w = te.placeholder((cout, cin if grouped else depth), name="w")
+    rc = te.reduce_axis((0, depth), name="rc")
+
+    def channel(o, rc):
+        if grouped:
+            return o + rc
+        return (o // (cout // groups)) * depth + rc if groups > 1 else rc
+
+    y = te.compute((batch, cout, 6, 8), lambda n, o, h, v: te.sum(x[n, channel(o, rc), h, v] * w[o, rc], axis=rc),
+                   name="y")
     sch = s_tir.Schedule(te.create_prim_func([x, w, y]))
     n, o, h, v, r = sch.get_loops(sch.get_sblock("y"))
     o0, o1 = sch.split(o, [2, cout // 2])
@@ -971,25 +980,39 @@ def test_partition_rows_before_expected():
     np.testing.assert_allclose(outs[0], np.einsum("oc,nchw->nohw", args[1], args[0]), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["one-core", "channel-local", "weights-outweigh-input", "serial"])
+def test_partition_rows_splits_grouped_convs_by_rows():
+    """A grouped conv (2 groups, each output channel reading its group's 8 input channels) is split by rows like a
+    dense one: V1's grouped convs read through a shuffle, so by channels each core would read channels the other
+    core wrote. The same numbers, bit for bit."""
+    from shuffletvm.passes import PartitionRowsAcrossCores
+
+    before = _dense_1x1(16, 8, groups=2)
+    counters: Counter = Counter()
+    after = PartitionRowsAcrossCores(2, counters)(tvm.IRModule({"main": before}))["main"]
+    assert counters["PartitionRowsAcrossCores"] == 1 and "T.min(h // 3, 1) == core" in after.script()
+    args = [RNG.standard_normal((1, 16, 6, 8)).astype(np.float32), RNG.standard_normal((8, 8)).astype(np.float32)]
+    np.testing.assert_array_equal(*(_run_kernel(func, args, (1, 8, 6, 8)) for func in (before, after)))
+
+
+@pytest.mark.parametrize("case", ["one-core", "channel-local", "weights-outweigh-input", "serial", "grouped-off"])
 def test_partition_rows_near_misses_unchanged(case):
-    """One core; a kernel whose output channels read their own input channels (depthwise/grouped: split by
-    channels, each core reads only what it computes); weights more than a quarter of the activations (both cores
-    would read every weight); no parallel loop (and no kernel before it split by rows)."""
+    """One core; a kernel whose output channels read their own input channels (depthwise: split by channels, each
+    core reads only what it computes); weights more than a quarter of the activations (both cores would read every
+    weight); no parallel loop (and no kernel before it split by rows); a grouped conv with `grouped` off."""
     from shuffletvm.passes import PartitionRowsAcrossCores
 
     func = {"one-core": _dense_1x1, "channel-local": lambda: _dense_1x1(8, 8, grouped=True),
             "weights-outweigh-input": lambda: _dense_1x1(16, 28),
-            "serial": lambda: _dense_1x1(parallel=False)}[case]()
+            "serial": lambda: _dense_1x1(parallel=False), "grouped-off": lambda: _dense_1x1(16, 8, groups=2)}[case]()
     mod = tvm.IRModule({"main": func})
     counters: Counter = Counter()
-    after = PartitionRowsAcrossCores(1 if case == "one-core" else 2, counters)(mod)
+    after = PartitionRowsAcrossCores(1 if case == "one-core" else 2, counters, grouped=case != "grouped-off")(mod)
     tvm.ir.assert_structural_equal(after, mod)
     assert counters["PartitionRowsAcrossCores"] == 0
 
 
 def test_partition_images_before_expected():
-    """At batch 4 on 2 cores every kernel, a grouped conv too (which the batch-1 rule leaves split by channels),
+    """At batch 4 on 2 cores every kernel, a channel-local conv too (which the batch-1 rule leaves split by channels),
     gives each core two whole images (0-1, 2-3), the condition on the image loop; the loops and the block are
     untouched. Same numbers, bit for bit."""
     from tvm.script import tirx as T

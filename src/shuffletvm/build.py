@@ -42,6 +42,7 @@ class BuildConfig:
     hand_schedules: bool = True  # schedules/ for kernels no tuning record covers
     partition_rows: bool = True  # multi-core CPUs: dense kernels split their parallel loops by output rows
     partition_images: bool = True  # ... and at batch N (a multiple of the cores) every kernel by images
+    partition_grouped: bool = True  # ... and grouped convs (V1) as the dense ones
     produce_into_concat: bool = True  # CPUs: a concat's inputs written into its buffer by their kernels
     fuse_stem: bool = True  # CPUs: the stem's conv -> ReLU -> max pool as one kernel
 
@@ -149,6 +150,7 @@ def build(config: BuildConfig) -> BuildResult:
     options = PipelineOptions(dump_dir=config.dump_dir, database=database, batch_one=batch_one,
                               stock=config.stock_pipeline, hand_schedules=config.hand_schedules,
                               partition_rows=config.partition_rows, partition_images=config.partition_images,
+                              partition_grouped=config.partition_grouped,
                               rows_ratio=rows_ratio, produce_into_concat=config.produce_into_concat,
                               fuse_stem=config.fuse_stem)
     executable = compile_module(graph.mod, target.tvm_target(), options)

@@ -57,6 +57,8 @@ class PipelineOptions:
     partition_rows: bool = True
     # ... and at batch N, a multiple of the cores, every kernel by images (off: the batch-1 rule at every batch).
     partition_images: bool = True
+    # ... with grouped convs (V1) counted as dense (off: they keep their channel split).
+    partition_grouped: bool = True
     # Dense kernels split by rows where their activations are at least this many times their weights (None: the
     # pass's default); a tuning log says which its records were measured with (TuningLog.rows_ratio).
     rows_ratio: float | None = None
@@ -128,7 +130,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
         passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
     rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images,
-                                      rows_ratio=options.rows_ratio)] if options.partition_rows else [])
+                                      rows_ratio=options.rows_ratio, grouped=options.partition_grouped)]
+            if options.partition_rows else [])
     concat = [ProduceIntoConcat(target, options.stats)] if options.produce_into_concat else []
     return passes + hand + tvm_compat.default_schedules(target) + rows + concat
 

@@ -30,20 +30,29 @@ the same core in every kernel (TVM's pool runs task `i` of a `T`-way loop on thr
 
 Which kernels, in program order, at batch 1 (`ROWS`):
   - dense ones: some reduction reads the activation input's channel axis through reduction variables alone
-    (plain, gather and scatter 1x1 convs, the stem), and the activations are at least `rows_ratio` times the
-    other parameters: split by rows, each core reads every weight. `rows_ratio` is the tuning log's (its
-    target.json, `TuningLog.rows_ratio`: its records were measured with it), else `ACTIVATION_TO_WEIGHTS`;
+    (plain, gather and scatter 1x1 convs, the stem), or (`grouped`, the default) through reduction and output
+    variables together (V1's grouped convs), and the activations are at least `rows_ratio` times the other
+    parameters: split by rows, each core reads every weight. `rows_ratio` is the tuning log's (its target.json,
+    `TuningLog.rows_ratio`: its records were measured with it), else `ACTIVATION_TO_WEIGHTS`;
   - channel-local ones (depthwise convs, pooling, copies) whose input comes from a kernel split by rows and
     whose output plane some dense kernel reads split by rows: they follow it, so the dense conv after them
     finds its rows where it runs. A depthwise conv tuned single-threaded (`partition_serial`) gets a parallel
     loop over the row bands, outermost, and pads only its band's rows plus the halo. Into a plane no dense
     kernel splits by rows (V2's 7x7 stage) they keep their schedule: following, V2 1.0x's 7x7 stage ran 0.15 ms
     slower with its 14x14 stage split by rows (the 7x7 depthwise convs 18 -> 62 us);
-  - left alone: grouped convs and the channel-local kernels around them (V1: split by channels, each core reads
-    the groups it computes), the weight-heavy 7x7 stage and classifier, nests whose rows are fixed only below a
-    loop with several children.
+  - left alone: the weight-heavy 7x7 stage and classifier, nests whose rows are fixed only below a loop with
+    several children.
 Measured (`benchmarks/sequence_profile.py`, the same build with and without, interleaved, outputs identical):
 V2 1.0x 0.90-0.92x, V2 0.5x 0.91-0.93x end to end (three runs each); V1 g3 0.99-1.01x (2 kernels change).
+Grouped convs were left split by channels at first ("each core reads the groups it computes"). But V1's grouped
+convs read through the channel shuffle before them, so each group's input channels come from every group of the
+conv before, half of them from the other core's cache. Split by rows too (`grouped`), they and the depthwise
+convs between them keep each core on its own rows at 14x14 and 28x28 (V1 g3 1.0x: 6 kernels instead of 1, V1 g8
+1.0x: 10; V2 unchanged). Measured on the Zen 3 class (`sequence_profile.py MODEL --without grouped`, and built
+modules side by side, `benchmarks/ab_modules.py --rounds 15-30`; outputs identical), six runs each, end to end:
+V1 g3 0.90-1.02x (median 0.95x), V1 g8 0.89-1.05x (median 1.00x: its 14x14 compress conv with the residual, whose
+record was tuned split by channels, ran 4-17% slower in sequence split by rows, what the other kernels gained). Remeasuring V1's records split by rows
+(`shuffletvm tune ... --remeasure 3 --trials 1`, 4.6 min) built no faster: that log was not kept.
 
 At batch N, a multiple of T (`IMAGES`): every kernel whose output holds the N images, of any kind (grouped
 convs, the 7x7 stage, pooling, the classifier too), gives each core the same N/T whole images — the same
@@ -101,11 +110,12 @@ ACTIVATION_TO_WEIGHTS = 4
 @tvm.ir.transform.module_pass(opt_level=0, name="PartitionRowsAcrossCores")
 class PartitionRowsAcrossCores:
     def __init__(self, cores: int, counters: Counter | None = None, images: bool = True,
-                 rows_ratio: float | None = None) -> None:
+                 rows_ratio: float | None = None, grouped: bool = True) -> None:
         self.cores = cores
         self.counters = counters if counters is not None else Counter()
         self.images = images  # off: the batch-1 rule (rows of dense kernels) at every batch size
         self.rows_ratio = rows_ratio  # dense kernels split by rows (see `split_alone`); None: the default
+        self.grouped = grouped  # grouped convs count as dense (off: they keep their channel split)
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         if self.cores < 2:
@@ -117,7 +127,7 @@ class PartitionRowsAcrossCores:
         called = {gvar.name_hint for gvar, _producer in calls}
         uncalled = [(gvar, None) for gvar, func in mod.functions.items()
                     if isinstance(func, tirx.PrimFunc) and gvar.name_hint not in called]
-        splits = {gvar: split_alone(mod[gvar], self.cores, self.images, self.rows_ratio)
+        splits = {gvar: split_alone(mod[gvar], self.cores, self.images, self.rows_ratio, self.grouped)
                   for gvar, _producer in calls + uncalled}
         # planes some dense kernel reads split by rows: only there is a channel-local kernel worth splitting so
         row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls if splits[gvar] is ROWS}
@@ -149,25 +159,26 @@ class PartitionRowsAcrossCores:
         return mod
 
 
-def split_alone(func: tirx.PrimFunc, cores: int, images: bool = True,
-                rows_ratio: float | None = None) -> Split | None:
+def split_alone(func: tirx.PrimFunc, cores: int, images: bool = True, rows_ratio: float | None = None,
+                grouped: bool = True) -> Split | None:
     """How the pass splits `func` where the kernel alone decides it: IMAGES for a batch the cores share (every
     kernel: nothing it reads was written on another core), ROWS for a dense kernel (activations at least
-    `rows_ratio` times its weights, default `ACTIVATION_TO_WEIGHTS`), else None (a channel-local kernel follows
-    the kernel before it; a reshape stays one, which the VM lowering makes a view, not a copy)."""
+    `rows_ratio` times its weights, default `ACTIVATION_TO_WEIGHTS`; with `grouped`, grouped convs too), else None
+    (a channel-local kernel follows the kernel before it; a reshape stays one, which the VM lowering makes a view,
+    not a copy)."""
     if cores < 2 or relax.analysis.has_reshape_pattern(func):
         return None
     if images and _batched(func, cores):
         return IMAGES
-    return ROWS if _dense(func, ACTIVATION_TO_WEIGHTS if rows_ratio is None else rows_ratio) else None
+    return ROWS if _dense(func, ACTIVATION_TO_WEIGHTS if rows_ratio is None else rows_ratio, grouped) else None
 
 
-def partition_alone(func: tirx.PrimFunc, cores: int, images: bool = True,
-                    rows_ratio: float | None = None) -> tirx.PrimFunc | None:
+def partition_alone(func: tirx.PrimFunc, cores: int, images: bool = True, rows_ratio: float | None = None,
+                    grouped: bool = True) -> tirx.PrimFunc | None:
     """`func` as the pass rewrites it where the kernel alone decides how (`split_alone`), or None. Tuning
     measures its candidates through this (tuning/tune.py), so a record's time is that of the kernel the build
     runs; the channel-local kernels that follow their producer's rows are measured as scheduled."""
-    return _partition(func, cores, split_alone(func, cores, images, rows_ratio))
+    return _partition(func, cores, split_alone(func, cores, images, rows_ratio, grouped))
 
 
 def _partition(func: tirx.PrimFunc, cores: int, split: Split | None) -> tirx.PrimFunc | None:
@@ -359,12 +370,12 @@ def _batched(func: tirx.PrimFunc, cores: int) -> bool:
     return found is not None and found[1] >= cores and found[1] % cores == 0
 
 
-def _dense(func: tirx.PrimFunc, rows_ratio: float) -> bool:
-    """Reads every channel of its activation input (see `_reads_every_channel`), which is at least `rows_ratio`
-    times its other parameters (weights, biases, index maps)."""
+def _dense(func: tirx.PrimFunc, rows_ratio: float, grouped: bool = False) -> bool:
+    """Reads every channel of its activation input (see `_reads_every_channel`; with `grouped`, or a group's
+    channels), which is at least `rows_ratio` times its other parameters (weights, biases, index maps)."""
     params = list(func.params)
     return (len(params) >= 2 and _elements(params[0]) >= rows_ratio * sum(_elements(p) for p in params[1:-1])
-            and _reads_every_channel(func))
+            and _reads_every_channel(func, grouped))
 
 
 def _plane(buffer: Any) -> tuple[int, ...] | None:
@@ -372,9 +383,11 @@ def _plane(buffer: Any) -> tuple[int, ...] | None:
     return tuple(int(d) for d in buffer.shape[2:4]) if len(buffer.shape) >= ROWS.min_ndim else None
 
 
-def _reads_every_channel(func: tirx.PrimFunc) -> bool:
+def _reads_every_channel(func: tirx.PrimFunc, grouped: bool = False) -> bool:
     """Some reduction reads the first input's channel axis through reduction variables alone: a dense conv (or a
-    dense 1x1 conv reading channels through an index map), not a per-channel or grouped one."""
+    dense 1x1 conv reading channels through an index map), not a per-channel or grouped one. With `grouped`, through
+    reduction and output variables together too: a grouped conv, reading its group's channels (through a shuffle,
+    V1's: channels every group of the conv before it wrote)."""
     source = func.params[0]
     dense = []
 
@@ -382,14 +395,38 @@ def _reads_every_channel(func: tirx.PrimFunc) -> bool:
         if not isinstance(stmt, SBlockRealize):
             return
         spatial = [iv.var for iv in stmt.block.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
-        reduce = [iv.var for iv in stmt.block.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+        # reduction variables over more than one value (a depthwise conv written with a unit channel reduction
+        # reads one channel per output)
+        reduce = [iv.var for iv in stmt.block.iter_vars
+                  if iv.iter_type == tirx.IterVar.CommReduce and not _is_one(iv.dom.extent)]
         for read in stmt.block.reads:
-            if reduce and read.source.same_as(source) and len(read.region) > 1:
-                used = tirx.analysis.undefined_vars(read.region[1].min)
-                dense.append(any(_contains(reduce, v) for v in used) and not any(_contains(spatial, v) for v in used))
+            if not (reduce and read.source.same_as(source) and len(read.region) > 1):
+                continue
+            channel = read.region[1].min
+            used = tirx.analysis.undefined_vars(channel)
+            if not any(_contains(reduce, v) for v in used):
+                continue
+            if not any(_contains(spatial, v) for v in used):
+                dense.append(True)
+            elif grouped:  # an output variable that still selects the channels over its range: a group
+                # (an ungrouped packed conv's group index o // O is 0: not one; nor is it dense here, as before)
+                used = tirx.analysis.undefined_vars(_over_ranges(channel, stmt.block.iter_vars))
+                dense.append(any(_contains(spatial, v) for v in used))
 
     _walk(func.body, visit)
     return any(dense)
+
+
+def _over_ranges(expr: Any, iter_vars: list[Any]) -> Any:
+    """`expr` simplified with each block variable known to lie in its range."""
+    analyzer = tvm.sym.Analyzer()
+    for iv in iter_vars:
+        analyzer.bind(iv.var, iv.dom)
+    return analyzer.simplify(expr)
+
+
+def _is_one(extent: Any) -> bool:
+    return isinstance(extent, tirx.IntImm) and int(extent) == 1
 
 
 def _at_start(expr: Any, loop_vars: list[Any]) -> Any:
