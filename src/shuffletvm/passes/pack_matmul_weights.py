@@ -44,7 +44,8 @@ from ._shuffle_pattern import graph_functions, shape_of
 
 def column_block(target: Any, columns: int) -> int | None:
     """Columns per packed tile for a classifier of `columns` outputs on `target` (the schedule's register tile), or
-    None: keep [K, N] — where no vector of at least half a register divides the columns, or one tile holds them all."""
+    None: keep [K, N] — where no vector of at least half a register divides the columns, or one tile holds them
+    all."""
     from ..schedules._common import vector_lanes
     from ..schedules.matmul import column_tile
 

@@ -51,8 +51,9 @@ convs between them keep each core on its own rows at 14x14 and 28x28 (V1 g3 1.0x
 1.0x: 10; V2 unchanged). Measured on the Zen 3 class (`sequence_profile.py MODEL --without grouped`, and built
 modules side by side, `benchmarks/ab_modules.py --rounds 15-30`; outputs identical), six runs each, end to end:
 V1 g3 0.90-1.02x (median 0.95x), V1 g8 0.89-1.05x (median 1.00x: its 14x14 compress conv with the residual, whose
-record was tuned split by channels, ran 4-17% slower in sequence split by rows, what the other kernels gained). Remeasuring V1's records split by rows
-(`shuffletvm tune ... --remeasure 3 --trials 1`, 4.6 min) built no faster: that log was not kept.
+record was tuned split by channels, ran 4-17% slower in sequence split by rows, what the other kernels gained).
+Remeasuring V1's records split by rows (`shuffletvm tune ... --remeasure 3 --trials 1`, 4.6 min) built no faster:
+that log was not kept.
 
 At batch N, a multiple of T (`IMAGES`): every kernel whose output holds the N images, of any kind (grouped
 convs, the 7x7 stage, pooling, the classifier too), gives each core the same N/T whole images — the same
