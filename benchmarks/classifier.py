@@ -30,14 +30,14 @@ def _unpacked() -> Iterator[None]:
         yield
 
 
-def _classifier(mod) -> tuple[str, object]:
+def _classifier(mod) -> object:
     import tvm
 
     names = [gv.name_hint for gv, f in mod.functions.items()
              if isinstance(f, tvm.tirx.PrimFunc) and "matmul" in gv.name_hint]
     if len(names) != 1:
         raise SystemExit(f"expected one classifier kernel, found {names}")
-    return names[0], mod[names[0]]
+    return mod[names[0]]
 
 
 def _args(func, weight: np.ndarray, bias: np.ndarray, data: np.ndarray) -> list[np.ndarray]:
@@ -69,13 +69,13 @@ def rows(model: str, batch: int, rounds: int) -> list[str]:
         before, target = scheduled_module(model, batch)
     after, _ = scheduled_module(model, batch)
     kernels = {"k-major, as built before": _classifier(before), "packed": _classifier(after)}
-    depth, columns = _shapes(kernels["k-major, as built before"][1])
+    depth, columns = _shapes(kernels["k-major, as built before"])
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((depth, columns)).astype(np.float32)
     bias = rng.standard_normal(columns).astype(np.float32)
     data = rng.standard_normal((batch, depth)).astype(np.float32)
     timers, outputs = {}, {}
-    for label, (_name, func) in kernels.items():
+    for label, func in kernels.items():
         lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target).jit()
         args = [tvm.runtime.tensor(a) for a in _args(func, weight, bias, data)]
         lib["main"](*args)
@@ -92,8 +92,8 @@ def rows(model: str, batch: int, rounds: int) -> list[str]:
             times[label][0].append(warm(*args).median * 1e6)
             times[label][1].append(flushed(*args).median * 1e6)
     (warm_b, flushed_b), (warm_a, flushed_a) = ([float(np.median(t)) for t in pair] for pair in times.values())
-    return [f"| {model} | {depth} -> {columns} | {warm_b:.1f} | {warm_a:.1f} | {warm_a / warm_b:.2f}x | "
-            f"{flushed_b:.1f} | {flushed_a:.1f} | {flushed_a / flushed_b:.2f}x |"]
+    return [(f"| {model} | {depth} -> {columns} | {warm_b:.1f} | {warm_a:.1f} | {warm_a / warm_b:.2f}x | "
+            f"{flushed_b:.1f} | {flushed_a:.1f} | {flushed_a / flushed_b:.2f}x |")]
 
 
 def _shapes(func) -> tuple[int, int]:
@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    lines = [f"Classifier kernels, batch {args.batch}, {args.rounds} interleaved rounds, medians (us); outputs "
-             "identical.", "",
+    lines = [(f"Classifier kernels, batch {args.batch}, {args.rounds} interleaved rounds, medians (us); outputs "
+             "identical."), "",
              "| model | K -> N | warm, k-major | warm, packed | ratio | flushed, k-major | flushed, packed | ratio |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for model in args.models:

@@ -43,12 +43,9 @@ def schedule(func: Any, target: Any) -> Any | None:
     block = sch.get(matmul)
     if len(block.iter_vars) != 3 or [int(iv.iter_type) for iv in block.iter_vars] != [0, 0, 2]:
         return None
-    columns = int(block.iter_vars[1].dom.extent)
+    # the packed kernel's tile is its pack's T (weight [N/T, K, T]), which the pass took from `column_tile` too
+    columns = int(block.reads[1].source.shape[2]) if packed else int(block.iter_vars[1].dom.extent)
     width, vectors = column_tile(vector_lanes(target), columns)
-    if packed:
-        tile = int(block.reads[1].source.shape[2])
-        width = next(w for w in (width, width // 2, width // 4, 1) if w >= 1 and tile % w == 0)
-        vectors = tile // width
     write = fold_epilogue(sch, sch.cache_write(matmul, 0, "local"))
     i, j, k = sch.get_loops(matmul)
     j0, j1, j2 = sch.split(j, [None, vectors, width])
