@@ -31,7 +31,8 @@ the same core in every kernel (TVM's pool runs task `i` of a `T`-way loop on thr
 Which kernels, in program order, at batch 1 (`ROWS`):
   - dense ones: some reduction reads the activation input's channel axis through reduction variables alone
     (plain, gather and scatter 1x1 convs, the stem), or (`grouped`, the default) through reduction and output
-    variables together (V1's grouped convs), and the activations are at least `rows_ratio` times the other
+    variables together (V1's grouped convs) where split by rows few of the output's cache lines would be written
+    by both cores (`GROUPED_SHARED_LINES`), and the activations are at least `rows_ratio` times the other
     parameters: split by rows, each core reads every weight. `rows_ratio` is the tuning log's (its target.json,
     `TuningLog.rows_ratio`: its records were measured with it), else `ACTIVATION_TO_WEIGHTS`;
   - channel-local ones (depthwise convs, pooling, copies) whose input comes from a kernel split by rows and
@@ -53,7 +54,12 @@ modules side by side, `benchmarks/ab_modules.py --rounds 15-30`; outputs identic
 V1 g3 0.90-1.02x (median 0.95x), V1 g8 0.89-1.05x (median 1.00x: its 14x14 compress conv with the residual, whose
 record was tuned split by channels, ran 4-17% slower in sequence split by rows, what the other kernels gained).
 Remeasuring V1's records split by rows (`shuffletvm tune ... --remeasure 3 --trials 1`, 4.6 min) built no faster:
-that log was not kept.
+that log was not kept. Kernel by kernel (same tool, same CPU, later) the rows paid at 28x28 and cost at 14x14,
+warm as well as in sequence: a 14x14 float plane is 12.25 cache lines, and split by rows every plane has its band
+boundary inside a line and, three planes in four, its ends too, so one output line in 7 is written by both cores
+(at 28x28 one in 49). Grouped convs now go by rows only where at most one line in 16 is so shared
+(`shared_lines`): V1 g3 1.0x 5 kernels, V1 g8 1.0x 4 (its 14x14 stage back to channels). V1 g8 0.91-0.98x end
+to end (three runs of `benchmarks/ab_modules.py`, outputs identical), V1 g3 0.98-1.01x.
 
 At batch N, a multiple of T (`IMAGES`): every kernel whose output holds the N images, of any kind (grouped
 convs, the 7x7 stage, pooling, the classifier too), gives each core the same N/T whole images — the same
@@ -106,6 +112,16 @@ IMAGES = Split(axis=0, min_ndim=2)  # whole images: NCHW, NCHW[x]c and the class
 # the 14x14 stage's convs run 0.16 ms less in sequence on the Intel class, whose log sets `rows_ratio` 1.5
 # (benchmarks/RESULTS-x86-rocketlake-2c.md); logs whose records were tuned split by channels keep this default.
 ACTIVATION_TO_WEIGHTS = 4
+
+# A grouped conv is split by rows only where at most this fraction of its output's cache lines would be written by
+# both cores (`shared_lines`: every output plane has its band boundary, and where a plane is no whole number of
+# lines its ends, inside a line the two cores write in turn). Measured on the Zen 3 class (sequence_profile.py
+# --without grouped, three runs): V1's 28x28 grouped convs (2% of lines shared) ran 1.16-1.48x faster in sequence
+# split by rows, V1 g8's 14x14 ones (14%) 1.09-1.76x slower, warm as well as in sequence. A dense conv split by
+# channels reads half its input from the other core at every conv, a grouped conv only at the shuffle it reads
+# through: the dense ones keep the rows even at 14x14 (V2, measured as `ACTIVATION_TO_WEIGHTS` says).
+GROUPED_SHARED_LINES = 1 / 16
+CACHE_LINE = 64  # bytes: x86 and Arm cores
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="PartitionRowsAcrossCores")
@@ -171,7 +187,8 @@ def split_alone(func: tirx.PrimFunc, cores: int, images: bool = True, rows_ratio
         return None
     if images and _batched(func, cores):
         return IMAGES
-    return ROWS if _dense(func, ACTIVATION_TO_WEIGHTS if rows_ratio is None else rows_ratio, grouped) else None
+    ratio = ACTIVATION_TO_WEIGHTS if rows_ratio is None else rows_ratio
+    return ROWS if _dense(func, ratio, grouped, cores) else None
 
 
 def partition_alone(func: tirx.PrimFunc, cores: int, images: bool = True, rows_ratio: float | None = None,
@@ -371,12 +388,35 @@ def _batched(func: tirx.PrimFunc, cores: int) -> bool:
     return found is not None and found[1] >= cores and found[1] % cores == 0
 
 
-def _dense(func: tirx.PrimFunc, rows_ratio: float, grouped: bool = False) -> bool:
+def _dense(func: tirx.PrimFunc, rows_ratio: float, grouped: bool = False, cores: int = 2) -> bool:
     """Reads every channel of its activation input (see `_reads_every_channel`; with `grouped`, or a group's
-    channels), which is at least `rows_ratio` times its other parameters (weights, biases, index maps)."""
+    channels where split by rows few of its output's cache lines would be written by both cores,
+    `GROUPED_SHARED_LINES`), which is at least `rows_ratio` times its other parameters (weights, biases, index
+    maps)."""
     params = list(func.params)
-    return (len(params) >= 2 and _elements(params[0]) >= rows_ratio * sum(_elements(p) for p in params[1:-1])
-            and _reads_every_channel(func, grouped))
+    if len(params) < 2 or _elements(params[0]) < rows_ratio * sum(_elements(p) for p in params[1:-1]):
+        return False
+    return _reads_every_channel(func) or (grouped and _reads_every_channel(func, grouped=True)
+                                          and shared_lines(params[-1], cores) <= GROUPED_SHARED_LINES)
+
+
+def shared_lines(buffer: Any, cores: int) -> float:
+    """The fraction of an NCHW[x]c activation's cache lines that both of two neighbouring cores write when it is
+    split into `cores` row bands (the buffer taken as line-aligned): each band boundary, and each plane's end
+    (the last band's rows, the next plane's first), that falls inside a line. 14x14 float planes (196 floats,
+    12.25 lines of 16) share 1.75 lines in 12.25, one in 7; 28x28 ones (49 lines, a boundary at float 392) one
+    in 49; 56x56 ones none. Split by channels, only the line where the two halves meet is shared."""
+    shape = [int(d) for d in buffer.shape]
+    if len(shape) < ROWS.min_ndim:
+        return 0.0
+    per_line = max(1, CACHE_LINE * 8 // int(buffer.dtype.bits))
+    rows, row = shape[ROWS.axis], math.prod(shape[ROWS.axis + 1:])
+    plane, planes = rows * row, math.prod(shape[:ROWS.axis])
+    band = math.ceil(rows / cores)
+    starts = [0] + [k * band * row for k in range(1, cores) if k * band < rows]
+    shared = {(p * plane + start) // per_line for p in range(planes) for start in starts
+              if (p or start) and (p * plane + start) % per_line}
+    return len(shared) / math.ceil(planes * plane / per_line)
 
 
 def _plane(buffer: Any) -> tuple[int, ...] | None:
