@@ -59,7 +59,8 @@ warm as well as in sequence: a 14x14 float plane is 12.25 cache lines, and split
 boundary inside a line and, three planes in four, its ends too, so one output line in 7 is written by both cores
 (at 28x28 one in 49). Grouped convs now go by rows only where at most one line in 16 is so shared
 (`shared_lines`): V1 g3 1.0x 5 kernels, V1 g8 1.0x 4 (its 14x14 stage back to channels). V1 g8 0.91-0.98x end
-to end (three runs of `benchmarks/ab_modules.py`, outputs identical), V1 g3 0.98-1.01x.
+to end (three runs of `benchmarks/ab_modules.py`, outputs identical), V1 g3 0.98-1.01x; against no grouped conv
+split by rows (`--without grouped`), V1 g8 0.93-0.97x (three runs), V1 g3 0.90x and 0.97x.
 
 At batch N, a multiple of T (`IMAGES`): every kernel whose output holds the N images, of any kind (grouped
 convs, the 7x7 stage, pooling, the classifier too), gives each core the same N/T whole images — the same
