@@ -1106,13 +1106,25 @@ def test_partition_images_near_misses_fall_back_to_rows(case):
         assert "T.min(h // 3, 1) == core" in after["main"].script()
 
 
+def _assert_same_with_and_without_rows(mod: tvm.IRModule, shape: tuple[int, ...]) -> None:
+    """`mod` built with and without PartitionRowsAcrossCores computes the same numbers, bit for bit."""
+    import tvm.runtime.vm
+
+    from shuffletvm.pipeline import PipelineOptions, compile_module
+
+    data = RNG.standard_normal(shape).astype(np.float32)
+    outs = []
+    for rows in (True, False):
+        vm = tvm.runtime.vm.VirtualMachine(compile_module(mod, TARGET, PipelineOptions(partition_rows=rows)), tvm.cpu())
+        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_partition_rows_depthwise_into_a_plane_no_dense_kernel_splits_keeps_channels():
     """A 1x1 conv split by rows on 14x14, then a stride-2 depthwise conv into 7x7, read by a 1x1 conv whose
     weights outweigh its input (channels): the depthwise conv does not follow the rows (nothing reads 7x7 by
     rows; following, V2 1.0x's 7x7 stage ran 0.15 ms slower). Same numbers either way."""
-    import tvm.runtime.vm
-
-    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+    from shuffletvm.pipeline import PipelineOptions, run_phases
 
     x = relax.Var("x", _t(1, 16, 14, 14))
     w1, w2, w3 = _const(16, 16, 1, 1), _const(16, 1, 3, 3), _const(64, 16, 1, 1)
@@ -1124,12 +1136,7 @@ def test_partition_rows_depthwise_into_a_plane_no_dense_kernel_splits_keeps_chan
     kernels = {gv.name_hint: f for gv, f in scheduled.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
     rewritten = [name for name, f in kernels.items() if "core" in f.script()]
     assert len(rewritten) == 1 and "relu" in rewritten[0]
-    data = RNG.standard_normal((1, 16, 14, 14)).astype(np.float32)
-    outs = []
-    for rows in (True, False):
-        vm = tvm.runtime.vm.VirtualMachine(compile_module(mod, TARGET, PipelineOptions(partition_rows=rows)), tvm.cpu())
-        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
-    np.testing.assert_array_equal(outs[0], outs[1])
+    _assert_same_with_and_without_rows(mod, (1, 16, 14, 14))
 
 
 @pytest.mark.parametrize(("plane", "by_rows"), [(28, True), (14, False)])
@@ -1138,9 +1145,7 @@ def test_partition_rows_grouped_conv_by_rows_where_few_lines_are_shared(plane, b
     (one cache line in 49 of each output plane written by both cores), on 14x14 by channels as scheduled (the
     boundary mid-line and three plane ends in four: one line in 7; V1 g8's 14x14 grouped convs ran 1.1-1.7x
     slower so). Same numbers either way."""
-    import tvm.runtime.vm
-
-    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+    from shuffletvm.pipeline import PipelineOptions, run_phases
 
     x = relax.Var("x", _t(1, 32, plane, plane))
     mod = _module([x], lambda bb, x: relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, _const(32, 16, 1, 1), groups=2))))
@@ -1149,12 +1154,7 @@ def test_partition_rows_grouped_conv_by_rows_where_few_lines_are_shared(plane, b
     (conv,) = [f for f in scheduled.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
     assert options.stats["PartitionRowsAcrossCores"] == by_rows
     assert ("for core in T.parallel(" in conv.script()) == by_rows
-    data = RNG.standard_normal((1, 32, plane, plane)).astype(np.float32)
-    outs = []
-    for rows in (True, False):
-        vm = tvm.runtime.vm.VirtualMachine(compile_module(mod, TARGET, PipelineOptions(partition_rows=rows)), tvm.cpu())
-        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
-    np.testing.assert_array_equal(outs[0], outs[1])
+    _assert_same_with_and_without_rows(mod, (1, 32, plane, plane))
 
 
 def test_tuning_measures_a_kernel_split_as_the_build_splits_it():
@@ -1188,9 +1188,7 @@ def test_partition_rows_depthwise_follows_the_conv_before_it(plane):
     is single-threaded at this size). On 28x28 the 1x1 conv is split by rows, and the depthwise conv follows: a
     parallel loop over the two row bands outermost, each band padding only its rows plus the halo. On 7x7 the
     weights are too large a share (16x16 against 16x7x7): neither changes. Same numbers either way."""
-    import tvm.runtime.vm
-
-    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+    from shuffletvm.pipeline import PipelineOptions, run_phases
 
     x = relax.Var("x", _t(1, 16, plane, plane))
     w1, w2 = _const(16, 16, 1, 1), _const(16, 1, 3, 3)
@@ -1209,12 +1207,7 @@ def test_partition_rows_depthwise_follows_the_conv_before_it(plane):
         assert options.stats["PartitionRowsAcrossCores"] == 2
         assert top.kind == tvm.tirx.ForKind.PARALLEL and int(top.extent) == 2
         assert 'sblock("pad_temp")' in top.body.script(), "the padded plane is computed under the band loop"
-    data = RNG.standard_normal((1, 16, plane, plane)).astype(np.float32)
-    outs = []
-    for rows in (True, False):
-        vm = tvm.runtime.vm.VirtualMachine(compile_module(mod, TARGET, PipelineOptions(partition_rows=rows)), tvm.cpu())
-        outs.append(vm["main"](tvm.runtime.tensor(data)).numpy())
-    np.testing.assert_array_equal(outs[0], outs[1])
+    _assert_same_with_and_without_rows(mod, (1, 16, plane, plane))
 
 
 # ---------------------------------------------------------------------------------------------- ProduceIntoConcat
