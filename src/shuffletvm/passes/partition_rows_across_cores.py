@@ -159,7 +159,7 @@ class PartitionRowsAcrossCores:
                 rewritten = _partition(func, self.cores, split)
                 by_images += split is IMAGES and rewritten is not None
             elif (producer in updates and _row_output(func) and _plane(func.params[-1]) in row_planes
-                  and not _reads_every_channel(func) and not relax.analysis.has_reshape_pattern(func)):
+                  and _channel_reads(func) != EVERY and not relax.analysis.has_reshape_pattern(func)):
                 # a channel-local kernel follows the rows of the kernel before it, where a dense kernel after
                 # it reads its plane by rows (not into V2's 7x7 stage, whose dense convs keep channels)
                 rewritten = partition_rows(func, self.cores) or partition_serial(func, self.cores)
@@ -389,16 +389,15 @@ def _batched(func: tirx.PrimFunc, cores: int) -> bool:
     return found is not None and found[1] >= cores and found[1] % cores == 0
 
 
-def _dense(func: tirx.PrimFunc, rows_ratio: float, grouped: bool = False, cores: int = 2) -> bool:
-    """Reads every channel of its activation input (see `_reads_every_channel`; with `grouped`, or a group's
-    channels where split by rows few of its output's cache lines would be written by both cores,
-    `GROUPED_SHARED_LINES`), which is at least `rows_ratio` times its other parameters (weights, biases, index
-    maps)."""
+def _dense(func: tirx.PrimFunc, rows_ratio: float, grouped: bool, cores: int) -> bool:
+    """Reads every channel of its activation input (see `_channel_reads`; with `grouped`, or a group's channels
+    where split by rows few of its output's cache lines would be written by both cores, `GROUPED_SHARED_LINES`),
+    which is at least `rows_ratio` times its other parameters (weights, biases, index maps)."""
     params = list(func.params)
     if len(params) < 2 or _elements(params[0]) < rows_ratio * sum(_elements(p) for p in params[1:-1]):
         return False
-    return _reads_every_channel(func) or (grouped and _reads_every_channel(func, grouped=True)
-                                          and shared_lines(params[-1], cores) <= GROUPED_SHARED_LINES)
+    reads = _channel_reads(func)
+    return reads == EVERY or (grouped and reads == GROUP and shared_lines(params[-1], cores) <= GROUPED_SHARED_LINES)
 
 
 def shared_lines(buffer: Any, cores: int) -> float:
@@ -425,13 +424,17 @@ def _plane(buffer: Any) -> tuple[int, ...] | None:
     return tuple(int(d) for d in buffer.shape[2:4]) if len(buffer.shape) >= ROWS.min_ndim else None
 
 
-def _reads_every_channel(func: tirx.PrimFunc, grouped: bool = False) -> bool:
-    """Some reduction reads the first input's channel axis through reduction variables alone: a dense conv (or a
-    dense 1x1 conv reading channels through an index map), not a per-channel or grouped one. With `grouped`, through
-    reduction and output variables together too: a grouped conv, reading its group's channels (through a shuffle,
-    V1's: channels every group of the conv before it wrote)."""
+EVERY, GROUP = "every", "group"  # what `_channel_reads` finds
+
+
+def _channel_reads(func: tirx.PrimFunc) -> str | None:
+    """EVERY where some reduction reads the first input's channel axis through reduction variables alone: a dense
+    conv (or a dense 1x1 conv reading channels through an index map). Else GROUP where one reads it through
+    reduction and output variables together: a grouped conv, reading its group's channels (through a shuffle,
+    V1's: channels every group of the conv before it wrote). Else None: a per-channel kernel, or none reading
+    channels."""
     source = func.params[0]
-    dense = []
+    found: set[str] = set()
 
     def visit(stmt: Any) -> None:
         if not isinstance(stmt, SBlockRealize):
@@ -449,14 +452,15 @@ def _reads_every_channel(func: tirx.PrimFunc, grouped: bool = False) -> bool:
             if not any(_contains(reduce, v) for v in used):
                 continue
             if not any(_contains(spatial, v) for v in used):
-                dense.append(True)
-            elif grouped:  # an output variable that still selects the channels over its range: a group
-                # (an ungrouped packed conv's group index o // O is 0: not one; nor is it dense here, as before)
-                used = tirx.analysis.undefined_vars(_over_ranges(channel, stmt.block.iter_vars))
-                dense.append(any(_contains(spatial, v) for v in used))
+                found.add(EVERY)
+            elif any(_contains(spatial, v) for v in tirx.analysis.undefined_vars(
+                    _over_ranges(channel, stmt.block.iter_vars))):
+                # an output variable that still selects the channels over its range: a group (an ungrouped packed
+                # conv's group index o // O is 0: not one; nor is it dense here, as before)
+                found.add(GROUP)
 
     _walk(func.body, visit)
-    return any(dense)
+    return EVERY if EVERY in found else GROUP if GROUP in found else None
 
 
 def _over_ranges(expr: Any, iter_vars: list[Any]) -> Any:
