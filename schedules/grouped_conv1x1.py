@@ -13,8 +13,18 @@ channels, or, for an ungrouped conv, the fewest equal tiles with the last one pa
 1.0x's 58 channels divide by 2 and 29 only: 6 at most with AVX2 is 6, 6, ..., 4, not 2). The partial tile's
 channels past the last are predicated off, and the tiles of channels are unrolled, so that the predicate is a
 constant in each copy: inside the reduction loop, LLVM kept the predicated accumulators in memory (a load, FMA
-and store per step). Grouped convs keep divisors: reverse_compute_at bounds the write by the output, not the
-group, so a partial tile's write would reach into the next group. Measured on the Intel class (AVX-512, and AVX2
+and store per step). Grouped convs take a divisor of a group's channels where one makes `MIN_TILE_CHANNELS`
+(rows: `MIN_ROW_ACCUMULATORS`), else partial tiles too (`_group_axis`): V1 g4's convs, whose groups hold 17, 34
+or 62 channels, and some of g2's got 1 or 2 channels a tile before. Over all channels, reverse_compute_at bounds
+a tile's write by the output's channels, not its group's, so the write of a group's partial tile would reach into
+the next group, which another task computes; the conv, its accumulator and the write iterate over (group, channel of the
+group) instead, so that a tile and its write end at its group's last channel. Measured on the Zen 3 class (AVX2),
+V1 g4 1.0x with hand schedules, old and new built modules' kernels replayed in sequence in interleaved rounds
+(20), outputs bit-identical (session 31): 544 -> 136 @14x14 (34 a group, 2 x 1 -> 6 x 1) 0.51x, 272 -> 68 @28x28
+(17 a group, 1 x 2 vectors -> 6 x 2) 0.35x, 1088 -> 272 @7x7 (68 a group, 4 x 1 -> 14 x 1 rows) 0.72x, the
+others 0.53-0.78x; end to end (`benchmarks/ab_modules.py --rounds 15 --runs 10`, paired): V1 g4 1.0x 0.756x
+(6.01 -> 4.49 ms), g4 2.0x 0.914x, g2 0.5x 0.801x, g2 1.0x 0.979x; V1 g3/g8 1.0x and V2 unchanged (their
+schedules identical). Measured on the Intel class (AVX-512, and AVX2
 code on it), one kernel at a time, interleaved, outputs identical (`benchmarks/conv1x1_tiles.py`, session 20),
 against session 19's rule (16 accumulators with AVX-512, divisors only): with AVX-512, V2 1.0x's 58-channel
 convs at 28x28 0.35-0.38x (29 channels x 1 vector: 58 -> 58 67-82 -> 25-31 us), its 116 0.58x, V2 2.0x's 122
@@ -26,8 +36,8 @@ schedules only (`benchmarks/ab_modules.py`), bit-identical outputs: V2 1.0x 0.93
 Planes whose rows are not whole vectors (14x14, `_row_tiles`): the tile is output channels × rows, each row one
 vector (AVX-512: 14 of 16 lanes) or two (AVX2: 2 × 7), unrolled. `row_tile` takes the most rows (2, then 1) whose
 tile fills `MIN_ROW_ACCUMULATORS` accumulators within `ROW_REGISTERS` (a row of input takes registers too:
-(channels + 1) × rows × vectors of a row), with channels a divisor of a group's, else, for ungrouped convs, the
-fewest equal tiles with a partial last one (unrolled, as above). AVX-512: V2 1.0x's 116 channels (4 × 29) 13 × 2,
+(channels + 1) × rows × vectors of a row), with channels a divisor of a group's, else the fewest equal tiles
+with a partial last one (unrolled, as above). AVX-512: V2 1.0x's 116 channels (4 × 29) 13 × 2,
 the last tile of 12; 232 8 × 2; V1 g3 10 × 2. AVX2: 6 × 1 (2 rows would leave 2 channels). Against session 20's
 rule (a divisor of at most 8 channels × 2 rows, on AVX2 4 × 2 × 2 vectors: 16 accumulators and 4 inputs in 16
 registers), alone (`benchmarks/conv1x1_tiles.py --path rows`, session 21): AVX2 code 0.56-0.71x, AVX-512 V2 2.0x's
@@ -108,16 +118,44 @@ def _cpu(sch: Any, conv: Any, shape: Any, lanes: int) -> Any:
     return sch
 
 
+def _group_axis(sch: Any, conv: Any, write: Any, shape: Any, pixels: Any) -> None:
+    """The conv, its accumulator and the write iterate over (group, channel in the group) instead of channels,
+    `pixels` mapping (y, x) to the pixel axes: a tile of channels that does not divide a group's then ends at
+    its group's last channel (predicated), and so does its write (split over all channels, the write of a
+    group's partial tile would reach into the next group, which another task computes). The blocks first, then
+    the accumulator, whose indices then simplify to (group, channel)."""
+    per_group = shape.out_channels // shape.groups
+    sch.transform_block_layout(conv, lambda n, f, y, x, rc, ry, rx: (n, f // per_group, f % per_group,
+                                                                     *pixels(y, x), rc, ry, rx))
+    sch.transform_block_layout(write, lambda n, f, y, x: (n, f // per_group, f % per_group, *pixels(y, x)))
+    sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, f // per_group, f % per_group, *pixels(y, x)))
+
+
 def _fused_pixel_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) -> None:
     width = shape.out_w
-    sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, f, y * width + x))
-    sch.transform_block_layout(conv, lambda n, f, y, x, rc, ry, rx: (n, f, y * width + x, rc, ry, rx))
-    sch.transform_block_layout(write, lambda n, f, y, x: (n, f, y * width + x))
-    n, f, p, rc, ry, rx = sch.get_loops(conv)
     channels, pixels = pixel_tile(shape.out_channels, shape.groups, shape.out_h * width, lanes)
+    by_group = _group_tiles(shape, channels, lanes)
+    if by_group:
+        _group_axis(sch, conv, write, shape, lambda y, x: (y * width + x,))
+        n, group, f, p, rc, ry, rx = sch.get_loops(conv)
+        outer = [n, group]
+    else:
+        sch.transform_layout(conv, ("write", 0), lambda n, f, y, x: (n, f, y * width + x))
+        sch.transform_block_layout(conv, lambda n, f, y, x, rc, ry, rx: (n, f, y * width + x, rc, ry, rx))
+        sch.transform_block_layout(write, lambda n, f, y, x: (n, f, y * width + x))
+        n, f, p, rc, ry, rx = sch.get_loops(conv)
+        outer = [n]
     p0, p1 = sch.split(p, [None, pixels])
     f0, f1 = sch.split(f, [None, channels])
-    _place_tiles(sch, conv, write, n, f0, p0, [rc, ry, rx], [f1, p1], [f1], shape.out_channels % channels != 0)
+    _place_tiles(sch, conv, write, outer, f0, p0, [rc, ry, rx], [f1, p1], [f1],
+                 by_group or shape.out_channels % channels != 0)
+
+
+def _group_tiles(shape: Any, channels: int, lanes: int) -> bool:
+    """x86: a grouped conv whose tile of `channels` does not divide a group's output channels, so that its tiles
+    are a group's, the last one partial (`_group_axis`). NEON's tile divides the output's channels (tiles may
+    span groups), as before: unmeasured."""
+    return lanes in ACCUMULATORS and shape.groups > 1 and (shape.out_channels // shape.groups) % channels != 0
 
 
 def pixel_tile(out_channels: int, groups: int, plane: int, lanes: int) -> tuple[int, int]:
@@ -127,9 +165,13 @@ def pixel_tile(out_channels: int, groups: int, plane: int, lanes: int) -> tuple[
     if budget is None:
         return divisor_at_most(out_channels, F_TILE), divisor_at_most(plane, lanes * VECTORS_PER_TILE, lanes)
     out_per_group, vectors = out_channels // groups, plane // lanes
-    tiles = [(tile_channels(out_per_group, budget // v, partial=groups == 1), v)
-             for v in (4, 2, 1) if v <= VECTORS_PER_TILE and vectors % v == 0]
-    channels, per_tile = next(((f, v) for f, v in tiles if f >= MIN_TILE_CHANNELS), max(tiles))
+    counts = [v for v in (4, 2, 1) if v <= VECTORS_PER_TILE and vectors % v == 0]
+    for partial in (groups == 1, True):  # grouped: divisors, unless none makes MIN_TILE_CHANNELS
+        tiles = [(tile_channels(out_per_group, budget // v, partial), v) for v in counts]
+        found = next(((f, v) for f, v in tiles if f >= MIN_TILE_CHANNELS), None)
+        if found is not None:
+            return found[0], found[1] * lanes
+    channels, per_tile = max(tiles)
     return channels, per_tile * lanes
 
 
@@ -142,8 +184,15 @@ def tile_channels(channels: int, limit: int, partial: bool) -> int:
 
 
 def _row_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) -> None:
-    n, f, y, x, rc, ry, rx = sch.get_loops(conv)
     channels, rows = row_tile(shape.out_channels, shape.groups, shape.out_h, shape.out_w, lanes)
+    by_group = _group_tiles(shape, channels, lanes)
+    if by_group:
+        _group_axis(sch, conv, write, shape, lambda y, x: (y, x))
+        n, group, f, y, x, rc, ry, rx = sch.get_loops(conv)
+        outer = [n, group]
+    else:
+        n, f, y, x, rc, ry, rx = sch.get_loops(conv)
+        outer = [n]
     f0, f1 = sch.split(f, [None, channels])
     y0, y1 = sch.split(y, [None, rows])
     unrolled, row = [f1, y1], [x]
@@ -152,8 +201,8 @@ def _row_tiles(sch: Any, conv: Any, write: Any, shape: Any, lanes: int) -> None:
         # AVX2 (1x1 conv 116->116 at 14x14: 638 us, as two 7-wide vectors 93 us; AVX-512 holds 14 in one).
         row = sch.split(x, [None, divisor_at_most(shape.out_w, lanes)])
         unrolled.append(row[0])
-    _place_tiles(sch, conv, write, n, f0, y0, [rc, ry, rx], [f1, y1, *row], unrolled,
-                 shape.out_channels % channels != 0)
+    _place_tiles(sch, conv, write, outer, f0, y0, [rc, ry, rx], [f1, y1, *row], unrolled,
+                 by_group or shape.out_channels % channels != 0)
 
 
 def row_tile(out_channels: int, groups: int, height: int, width: int, lanes: int) -> tuple[int, int]:
@@ -166,28 +215,28 @@ def row_tile(out_channels: int, groups: int, height: int, width: int, lanes: int
     per_row = -(-width // divisor_at_most(width, lanes))  # vectors a row takes (AVX2: 14 as 2 x 7)
     for rows in (r for r in range(ROW_TILE_ROWS, 0, -1) if height % r == 0):
         limit = registers // (rows * per_row) - 1  # each row's vectors of input take registers too
-        for channels in (divisor_at_most(per_group, limit), tile_channels(per_group, limit, partial=groups == 1)):
+        for channels in (divisor_at_most(per_group, limit), tile_channels(per_group, limit, partial=True)):
             if channels * rows * per_row >= MIN_ROW_ACCUMULATORS:
                 return channels, rows
     return channels, rows  # none holds that many: one row, the most channels
 
 
-def _place_tiles(sch: Any, conv: Any, write: Any, n: Any, f0: Any, pixels0: Any, reduction: list, inner: list,
+def _place_tiles(sch: Any, conv: Any, write: Any, outer: list, f0: Any, pixels0: Any, reduction: list, inner: list,
                  unrolled: list, partial: bool) -> None:
-    """The tiles' loops: the tiles of channels (`f0`) and of pixels (`pixels0`) in parallel, then the reduction, then
-    the tile (`inner`: `unrolled` loops and the vector last), written at the pixels' tile. Where the last tile of
-    channels is partial (ungrouped convs only) its channels past the last are predicated off, and the tiles of
-    channels are unrolled inside the pixels', the write at each, so that each predicate is a constant there and the
-    partial tile's accumulators stay in registers (a predicate inside the reduction loop makes LLVM keep them in
-    memory)."""
+    """The tiles' loops: the tiles of channels (`f0`; of a group, where `outer` ends with the groups' loop) and of
+    pixels (`pixels0`) in parallel, then the reduction, then the tile (`inner`: `unrolled` loops and the vector
+    last), written at the pixels' tile. Where the last tile of channels is partial its channels past the last are
+    predicated off, and the tiles of channels are unrolled inside the pixels', the write at each, so that each
+    predicate is a constant there and the partial tile's accumulators stay in registers (a predicate inside the
+    reduction loop makes LLVM keep them in memory)."""
     if partial:
-        sch.reorder(n, pixels0, f0, *reduction, *inner)
+        sch.reorder(*outer, pixels0, f0, *reduction, *inner)
         sch.reverse_compute_at(write, f0)
-        _finish(sch, conv, write, reduction[0], outer=[n, pixels0], unrolled=[*unrolled, f0], vector=inner[-1])
+        _finish(sch, conv, write, reduction[0], outer=[*outer, pixels0], unrolled=[*unrolled, f0], vector=inner[-1])
     else:
-        sch.reorder(n, f0, pixels0, *reduction, *inner)
+        sch.reorder(*outer, f0, pixels0, *reduction, *inner)
         sch.reverse_compute_at(write, pixels0)
-        _finish(sch, conv, write, reduction[0], outer=[n, f0, pixels0], unrolled=unrolled, vector=inner[-1])
+        _finish(sch, conv, write, reduction[0], outer=[*outer, f0, pixels0], unrolled=unrolled, vector=inner[-1])
 
 
 def _finish(sch: Any, conv: Any, write: Any, rc: Any, outer: list, unrolled: list, vector: Any) -> None:

@@ -159,20 +159,24 @@ def test_row_tiles_on_avx2_split_rows_wider_than_a_register():
     # V2's 58 channels divide by 2 and 29 only: 10 tiles of 6 channels, the last one of 4 (was 2 x 4)
     ("haswell", (1, 24, 58, 56, 56, 1, 1), (6, 2)),
     ("haswell", (1, 58, 58, 28, 28, 1, 1), (6, 2)),
-    # grouped: a divisor of the group's channels (20), no partial tile, which would reach into the next group
+    # grouped: a divisor of the group's channels (20) where one makes 4 channels
     ("haswell", (1, 240, 60, 28, 28, 3, 3), (5, 2)),
+    # V1 g4 1.0x's 272 -> 68 in 4 groups: 17 channels a group, whose divisors (1, 17) make no tile: 3 tiles of 6
+    # channels a group, the last one of 5 (was 1 channel x 2 vectors)
+    ("haswell", (1, 272, 68, 28, 28, 4, 4), (6, 2)),
 ])
 def test_conv1x1_pixel_tiles_fill_the_accumulators(mcpu, spec, tile):
     """NCHW 1x1 convs on planes of whole vectors: the tile (channels x vectors of pixels, unrolled x
-    vectorized) fills the accumulators of the register file with channels of one group; where the channels are
-    not a multiple of the tile's (ungrouped convs), the tiles of channels are unrolled too, so that the partial
-    tile's predicate depends on unrolled loops only (a constant once unrolled: inside the reduction loop it would
-    keep its accumulators in memory); what it computes."""
+    vectorized) fills the accumulators of the register file with channels of one group; where a group's channels
+    are not a multiple of the tile's (ungrouped convs; grouped ones whose divisors make no tile), the tiles of
+    channels are unrolled too, so that the partial tile's predicate depends on unrolled loops only (a constant
+    once unrolled: inside the reduction loop it would keep its accumulators in memory), and a grouped conv's
+    partial tile writes its group's channels only; what it computes."""
     from shuffletvm.schedules._common import vector_lanes
 
     unrolled, vectorized, target = _scheduled_conv1x1_loops(mcpu, spec)
-    cout, (channels, vectors) = spec[2], tile
-    assert unrolled == ([channels] if cout % channels == 0 else [-(-cout // channels), channels]), unrolled
+    per_group, (channels, vectors) = spec[2] // spec[5], tile
+    assert unrolled == ([channels] if per_group % channels == 0 else [-(-per_group // channels), channels]), unrolled
     assert vectorized == [vectors * vector_lanes(target)]
 
 
@@ -197,6 +201,13 @@ def _scheduled_conv1x1_loops(mcpu: str, spec: tuple) -> tuple[list[int], list[in
     assert isinstance(realize, SBlockRealize)
     predicate_vars = {v.name for v in tvm.tirx.analysis.undefined_vars(realize.predicate)}
     assert predicate_vars <= {lp.loop_var.name for lp in unrolled}, realize.predicate
+    writes = _output_writes(sch)
+    assert writes
+    for predicate in writes if groups > 1 else []:
+        # a grouped conv's partial tile writes its group's channels only, not up to the output's last (the last
+        # tile of a group would write the first channels of the next, which another task computes)
+        assert predicate.value if isinstance(predicate, tvm.tirx.IntImm) else f"< T.int64({cout // groups})" in str(
+            predicate), predicate
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(s).astype(np.float32)
             for s in ((batch, cin, h, w), (cout, cin // groups, 1, 1), (batch, cout, h, w))]
@@ -204,6 +215,14 @@ def _scheduled_conv1x1_loops(mcpu: str, spec: tuple) -> tuple[list[int], list[in
                                rtol=1e-5, atol=1e-5)
     return ([int(lp.extent) for lp in unrolled],
             [int(lp.extent) for lp in loops if lp.kind == tvm.tirx.ForKind.VECTORIZED], target)
+
+
+def _output_writes(sch) -> list:
+    """The predicates of the blocks that write the scheduled kernel's output (its last parameter)."""
+    output = sch.mod["main"].params[-1]
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    return [sch.get(sch.get_loops(b)[-1]).body.predicate for b in blocks
+            if any(w.source.same_as(output) for w in sch.get(b).writes)]
 
 
 @pytest.mark.parametrize(("mcpu", "spec", "tile"), [
@@ -219,18 +238,24 @@ def _scheduled_conv1x1_loops(mcpu: str, spec: tuple) -> tuple[list[int], list[in
     # AVX2: a 14-wide row is 2 registers; 2 rows would leave 2 channels: 6 channels x 1 row, the last tile of 116
     # with 2
     ("haswell", (1, 116, 116, 14, 14, 1, 1), (6, 1)),
-    # grouped: a divisor of the group's channels (40): 5 x 1
-    ("haswell", (1, 120, 120, 14, 14, 3, 3), (5, 1)),
+    # grouped: 40 channels a group, whose divisors within 6 make 5 (10 accumulators): 7 tiles of 6 channels a
+    # group, the last one of 4
+    ("haswell", (1, 120, 120, 14, 14, 3, 3), (6, 1)),
+    # V1 g4 1.0x's 544 -> 136 in 4 groups (34 = 2 x 17 a group): a divisor would be 2 channels, so 6 tiles of 6
+    # channels a group, the last one of 4 (was 2 channels x 1 row); with AVX-512, 3 tiles of 12 x 2 rows, the
+    # last of 10
+    ("haswell", (1, 136, 136, 14, 14, 4, 4), (6, 1)),
+    ("skylake-avx512", (1, 136, 136, 14, 14, 4, 4), (12, 2)),
 ])
 def test_conv1x1_row_tiles_fill_the_accumulators(mcpu, spec, tile):
     """NCHW 1x1 convs on planes that are not whole vectors (14x14): the tile (channels x rows, unrolled, each row
     one or two vectors) takes the most rows whose channels hold `MIN_ROW_ACCUMULATORS` accumulators, a divisor of
-    a group's channels, else (ungrouped convs) the fewest equal tiles with a partial last one, whose predicate
-    depends on unrolled loops only; what it computes."""
+    a group's channels, else the fewest equal tiles with a partial last one, whose predicate depends on unrolled
+    loops only (a grouped conv's: of each group, its write bounded by the group); what it computes."""
     unrolled, vectorized, _ = _scheduled_conv1x1_loops(mcpu, spec)
-    cout, (channels, rows) = spec[2], tile
+    per_group, (channels, rows) = spec[2] // spec[5], tile
     split_row = [2] if mcpu == "haswell" else []  # 14 wide as 2 x 7
-    tiles = [] if cout % channels == 0 else [-(-cout // channels)]
+    tiles = [] if per_group % channels == 0 else [-(-per_group // channels)]
     assert unrolled == [*tiles, channels, rows, *split_row], unrolled
     assert vectorized == [7 if split_row else 14]
 
