@@ -1157,16 +1157,19 @@ def test_partition_rows_grouped_conv_by_rows_where_few_lines_are_shared(plane, b
     _assert_same_with_and_without_rows(mod, (1, 32, plane, plane))
 
 
-def test_tuning_measures_a_kernel_split_as_the_build_splits_it():
+@pytest.mark.parametrize("plane", [28, 7])
+def test_tuning_measures_a_kernel_split_as_the_build_splits_it(plane):
     """The tuner's builder (`tuning.tune.as_built`) gives a candidate the rewrite this pass gives the kernel in
-    the build where the kernel alone decides it: the 28x28 1x1 conv is measured split by rows, as built; the
-    depthwise conv after it, which the build splits only because its producer is, is measured as scheduled."""
+    the build. On 28x28 the 1x1 conv is split by rows (the kernel alone decides it), and so is the depthwise conv
+    after it, which the build splits because its producer is: given the planes the model has kernels follow in
+    (`follow_planes_of` the kernels as tuning sees them: 28x28), the tuner splits it too; without them, it measures it as scheduled. On 7x7
+    (weights too large a share) neither is split, in the build or by the tuner, and no plane is followed."""
     import tvm_ffi
 
     from shuffletvm.pipeline import PipelineOptions, run_phases
-    from shuffletvm.tuning.tune import as_built
+    from shuffletvm.tuning.tune import as_built, follow_planes_of
 
-    x = relax.Var("x", _t(1, 16, 28, 28))
+    x = relax.Var("x", _t(1, 16, plane, plane))
     w1, w2 = _const(16, 16, 1, 1), _const(16, 1, 3, 3)
     mod = _module([x], lambda bb, x: relax.op.nn.conv2d(
         bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, w1)))), w2, padding=1, groups=16))
@@ -1174,12 +1177,17 @@ def test_tuning_measures_a_kernel_split_as_the_build_splits_it():
     for rows in (False, True):
         *_, (_phase, scheduled) = run_phases(mod, TARGET, PipelineOptions(partition_rows=rows), until="schedule")
         kernels[rows] = {gv.name_hint: f for gv, f in scheduled.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
-    measure = as_built(TARGET)
+    *_, (_phase, legalized) = run_phases(mod, TARGET, PipelineOptions(), until="legalize")
+    planes = follow_planes_of([legalized], TARGET, None)
+    assert planes == ({(plane, plane)} if plane == 28 else set())
+    assert len(kernels[False]) == 2
     for name, func in kernels[False].items():
-        measured = measure(tvm.IRModule({"main": func}))["main"]
-        assert not tvm_ffi.structural_equal(kernels[True][name], func), "the build splits both kernels"
-        expected = kernels[True][name] if "relu" in name else func
-        tvm.ir.assert_structural_equal(measured, expected)
+        as_scheduled = tvm.IRModule({"main": func})
+        assert tvm_ffi.structural_equal(kernels[True][name], func) == (plane == 7)
+        tvm.ir.assert_structural_equal(as_built(TARGET, follow_planes=planes)(as_scheduled)["main"],
+                                       kernels[True][name])
+        alone = kernels[True][name] if "relu" in name else func  # the kernel alone: the depthwise one as scheduled
+        tvm.ir.assert_structural_equal(as_built(TARGET)(as_scheduled)["main"], alone)
 
 
 @pytest.mark.parametrize("plane", [28, 7])

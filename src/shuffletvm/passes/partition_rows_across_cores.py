@@ -139,34 +139,18 @@ class PartitionRowsAcrossCores:
         if self.cores < 2:
             return mod
         updates: dict[Any, tirx.PrimFunc] = {}
-        decided: set[str] = set()
         by_images = 0
-        calls = _kernel_calls(mod)
-        called = {gvar.name_hint for gvar, _producer in calls}
-        uncalled = [(gvar, None) for gvar, func in mod.functions.items()
-                    if isinstance(func, tirx.PrimFunc) and gvar.name_hint not in called]
-        splits = {gvar: split_alone(mod[gvar], self.cores, self.images, self.rows_ratio, self.grouped)
-                  for gvar, _producer in calls + uncalled}
-        # planes some dense kernel reads split by rows: only there is a channel-local kernel worth splitting so
-        row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls if splits[gvar] is ROWS}
-        for gvar, producer in calls + uncalled:
-            if gvar.name_hint in decided:
-                continue
-            decided.add(gvar.name_hint)
-            func = mod[gvar]
-            split = splits[gvar]
-            if split is not None:
-                rewritten = _partition(func, self.cores, split)
-                by_images += split is IMAGES and rewritten is not None
-            elif (producer in updates and _row_output(func) and _plane(func.params[-1]) in row_planes
-                  and _channel_reads(func) != EVERY and not relax.analysis.has_reshape_pattern(func)):
-                # a channel-local kernel follows the rows of the kernel before it, where a dense kernel after
-                # it reads its plane by rows (not into V2's 7x7 stage, whose dense convs keep channels)
-                rewritten = partition_rows(func, self.cores) or partition_serial(func, self.cores)
-            else:
-                rewritten = None
-            if rewritten is not None:
-                updates[gvar] = rewritten
+
+        def rewrite(gvar: Any, func: tirx.PrimFunc, split: Split | str) -> bool:
+            nonlocal by_images
+            rewritten = _partition(func, self.cores, split)
+            if rewritten is None:
+                return False
+            updates[gvar] = rewritten
+            by_images += split is IMAGES
+            return True
+
+        _decide(mod, self.cores, self.images, self.rows_ratio, self.grouped, rewrite)
         if not updates:
             return mod
         self.counters[self.__class__.__name__] += len(updates)
@@ -193,16 +177,78 @@ def split_alone(func: tirx.PrimFunc, cores: int, images: bool = True, rows_ratio
 
 
 def partition_alone(func: tirx.PrimFunc, cores: int, images: bool = True, rows_ratio: float | None = None,
-                    grouped: bool = True) -> tirx.PrimFunc | None:
+                    grouped: bool = True, follow_planes: frozenset = frozenset()) -> tirx.PrimFunc | None:
     """`func` as the pass rewrites it where the kernel alone decides how (`split_alone`), or None. Tuning
     measures its candidates through this (tuning/tune.py), so a record's time is that of the kernel the build
-    runs; the channel-local kernels that follow their producer's rows are measured as scheduled."""
-    return _partition(func, cores, split_alone(func, cores, images, rows_ratio, grouped))
+    runs. A channel-local kernel follows its producer's rows in the build, which the kernel alone does not say:
+    it is split so here where its output plane is in `follow_planes` (`following_planes` of the tuned models),
+    else measured as scheduled."""
+    split = split_alone(func, cores, images, rows_ratio, grouped)
+    if split is None and follow_planes and _may_follow(func, follow_planes):
+        split = FOLLOW
+    return _partition(func, cores, split)
 
 
-def _partition(func: tirx.PrimFunc, cores: int, split: Split | None) -> tirx.PrimFunc | None:
+def following_planes(mod: tvm.IRModule, cores: int, images: bool = True, rows_ratio: float | None = None,
+                     grouped: bool = True) -> frozenset:
+    """The output planes (rows, columns) of the kernels of `mod` that follow their producer's rows, decided as the
+    pass decides, every split taken to succeed: what `partition_alone` takes to measure a channel-local candidate
+    as the build splits it. The kernels must be scheduled (a conv reads its input, not a padded copy, once its
+    schedule inlined the padding): tuning gives them their hand schedules first (`tuning.tune.follow_planes_of`)."""
+    planes = set()
+
+    def follow(_gvar: Any, func: tirx.PrimFunc, split: Split | str) -> bool:
+        if split is FOLLOW:
+            planes.add(_plane(func.params[-1]))
+        return True
+
+    _decide(mod, cores, images, rows_ratio, grouped, follow)
+    return frozenset(planes)
+
+
+FOLLOW = "follow"  # a channel-local kernel split as its producer is: by rows, or made parallel over row bands
+
+
+def _decide(mod: tvm.IRModule, cores: int, images: bool, rows_ratio: float | None, grouped: bool,
+           split_fn: Callable[[Any, tirx.PrimFunc, Split | str], bool]) -> None:
+    """The pass's decisions: each kernel of `mod` once, in program order (then the uncalled ones), with its split
+    (IMAGES, ROWS, or FOLLOW: a channel-local kernel after a kernel split by rows, where a dense kernel reads its
+    output plane split by rows; not into V2's 7x7 stage, whose dense convs keep channels) given to `split_fn`,
+    which says whether the kernel got split."""
+    if cores < 2:
+        return
+    calls = _kernel_calls(mod)
+    called = {gvar.name_hint for gvar, _producer in calls}
+    uncalled = [(gvar, None) for gvar, func in mod.functions.items()
+                if isinstance(func, tirx.PrimFunc) and gvar.name_hint not in called]
+    splits = {gvar: split_alone(mod[gvar], cores, images, rows_ratio, grouped)
+              for gvar, _producer in calls + uncalled}
+    # planes some dense kernel reads split by rows: only there is a channel-local kernel worth splitting so
+    row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls if splits[gvar] is ROWS}
+    decided: set[str] = set()
+    split_kernels: set[Any] = set()
+    for gvar, producer in calls + uncalled:
+        if gvar.name_hint in decided:
+            continue
+        decided.add(gvar.name_hint)
+        func, split = mod[gvar], splits[gvar]
+        if split is None and producer in split_kernels and _may_follow(func, row_planes):
+            split = FOLLOW
+        if split is not None and split_fn(gvar, func, split):
+            split_kernels.add(gvar)
+
+
+def _may_follow(func: tirx.PrimFunc, row_planes: Any) -> bool:
+    """A channel-local kernel (no reshape, which the VM lowering makes a view) writing a plane in `row_planes`."""
+    return (_row_output(func) and _plane(func.params[-1]) in row_planes and _channel_reads(func) != EVERY
+            and not relax.analysis.has_reshape_pattern(func))
+
+
+def _partition(func: tirx.PrimFunc, cores: int, split: Split | str | None) -> tirx.PrimFunc | None:
     if split is IMAGES:
         return partition_rows(func, cores, IMAGES) or partition_serial(func, cores, IMAGES)
+    if split is FOLLOW:
+        return partition_rows(func, cores) or partition_serial(func, cores)
     return partition_rows(func, cores) if split is ROWS else None
 
 

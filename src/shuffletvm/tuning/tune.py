@@ -35,7 +35,7 @@ from .seeds import (
     remeasured,
     seed_plain_twins,
 )
-from .tasks import TuneTask, count_done, model_tasks
+from .tasks import TuneTask, count_done, extract_tasks, lowered_models, model_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -87,19 +87,21 @@ class TuneResult:
     skipped: int  # tasks the log already covered
 
 
-def as_built(target: Any, rows_ratio: float | None = None) -> Callable[[Any], Any]:
+def as_built(target: Any, rows_ratio: float | None = None,
+             follow_planes: frozenset = frozenset()) -> Callable[[Any], Any]:
     """A candidate (an IRModule holding one scheduled kernel, `main`) as the build for `target` (a
-    tvm.target.Target) runs it: split across its cores by PartitionRowsAcrossCores where the kernel alone
-    decides how (`partition_alone`: dense kernels by rows, batch-N kernels by images). The pass runs after the
-    schedules; without this, a dense kernel's records time its schedule's own split over output channels, a
-    kernel the build never runs, and the best of them need not be the best once split by rows. `rows_ratio`:
-    the log's (TuningLog.rows_ratio), None for the pass's default."""
+    tvm.target.Target) runs it: split across its cores by PartitionRowsAcrossCores (`partition_alone`: dense
+    kernels by rows, batch-N kernels by images, and channel-local kernels writing a plane of `follow_planes` as
+    the producer they follow in the build). The pass runs after the schedules; without this, a dense kernel's
+    records time its schedule's own split over output channels, a kernel the build never runs, and the best of
+    them need not be the best once split by rows. `rows_ratio`: the log's (TuningLog.rows_ratio), None for the
+    pass's default; `follow_planes`: the tuned models' (`following_planes`)."""
     from ..passes.partition_rows_across_cores import cores_of, partition_alone
 
     cores = cores_of(target)
 
     def rewrite(mod: Any) -> Any:
-        func = partition_alone(mod["main"], cores, rows_ratio=rows_ratio)
+        func = partition_alone(mod["main"], cores, rows_ratio=rows_ratio, follow_planes=follow_planes)
         if func is None:
             return mod
         mod = mod.clone()
@@ -107,6 +109,19 @@ def as_built(target: Any, rows_ratio: float | None = None) -> Callable[[Any], An
         return mod
 
     return rewrite
+
+
+def follow_planes_of(mods: list[Any], target: Any, rows_ratio: float | None) -> frozenset:
+    """The planes into which the models (`mods`, lowered for tuning) have channel-local kernels follow their
+    producer's rows, as the build for `target` with a log of `rows_ratio` splits them. The pass decides on
+    scheduled kernels (a conv's reads are those of its input once its schedule inlined the padding): the kernels
+    get their hand schedules first."""
+    from ..passes import ApplyHandSchedules
+    from ..passes.partition_rows_across_cores import cores_of, following_planes
+
+    with target:
+        scheduled = [ApplyHandSchedules()(mod) for mod in mods]
+    return frozenset().union(*(following_planes(mod, cores_of(target), rows_ratio=rows_ratio) for mod in scheduled))
 
 
 def export_aarch64(mod: Any) -> str:
@@ -168,7 +183,8 @@ def _validate(config: TuneConfig, target: ResolvedTarget) -> TrackerAddress | No
 
 def builder_and_runner(target: ResolvedTarget, tracker: TrackerAddress | None, key: str | None,
                        rpc_timeout_s: float, artifact_dir: str, rows_ratio: float | None = None,
-                       before_build: Callable[[int], None] | None = None) -> tuple[Any, Any]:
+                       before_build: Callable[[int], None] | None = None,
+                       follow_planes: frozenset = frozenset()) -> tuple[Any, Any]:
     """MetaSchedule's builder and runner for `target`: candidates built as the model builds them (`as_built`),
     exported for where they run (host, aarch64 over RPC through `tracker`/`key`, CUDA) and measured warm."""
     from tvm.s_tir import meta_schedule as ms
@@ -189,7 +205,7 @@ def builder_and_runner(target: ResolvedTarget, tracker: TrackerAddress | None, k
         # schedule that runs 71 us in the model over one that runs 36 us. The runner's workers inherit it.
         os.environ["TVM_NUM_THREADS"] = str(target.spec["num-cores"])
     workers = max(1, cpu_builders)
-    rewrite = as_built(target.tvm_target(), rows_ratio)
+    rewrite = as_built(target.tvm_target(), rows_ratio, follow_planes)
     f_export, runner_init = (export_aarch64 if tracker else None), None
     if target.device == "cuda":
         from .. import cuda_kernels
@@ -227,7 +243,9 @@ def tune(config: TuneConfig) -> TuneResult:
     log = open_log(target, config.log_dir)
     database = log.database()
     tvm_target = target.tvm_target()
-    tasks = model_tasks(config.models, config.batch, tvm_target)
+    lowered = lowered_models(config.models, config.batch, tvm_target)
+    tasks = extract_tasks(lowered, tvm_target)
+    follow_planes = follow_planes_of(lowered, tvm_target, log.rows_ratio)
     if config.kernels:
         tasks = [t for t in tasks if pattern.search(t.name)]
         if not tasks:
@@ -270,7 +288,8 @@ def tune(config: TuneConfig) -> TuneResult:
         work_dir = tempfile.mkdtemp(prefix="shuffletvm-tune-")
         threads_before = os.environ.get("TVM_NUM_THREADS")
         builder, runner = builder_and_runner(target, tracker, config.rpc_key, config.rpc_timeout_s, work_dir,
-                                             log.rows_ratio, before_build=progress.before_build)
+                                             log.rows_ratio, before_build=progress.before_build,
+                                             follow_planes=follow_planes)
         try:
             if again:
                 database = _measure_again(again, log, database, builder, runner, tvm_target)
