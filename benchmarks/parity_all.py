@@ -1,9 +1,11 @@
-"""Parity of every zoo variant against PyTorch eager, with build time and untuned latency.
+"""Parity of every zoo variant against PyTorch eager, each built as `shuffletvm build` builds it (shuffletvm's
+pipeline; the target's tuning log, or a kindred CPU's, where it has records; hand schedules for the other kernels),
+with its build time, where its kernels' schedules came from, and its latency.
 
     python benchmarks/parity_all.py [--target x86] [--frontend torch] [--seeds 3] [--out benchmarks/PARITY.md]
 
-Writes a markdown table (and prints it). Latency is the untuned stock pipeline's median over 10 runs, on this
-machine, single process; it is a baseline, not a benchmark (see `shuffletvm compare` for side-by-side runs).
+Writes a markdown table (and prints it). Latency is the module's median over 10 runs on this machine, one model
+at a time: a sanity figure, not a benchmark (`shuffletvm compare` measures runtimes side by side).
 """
 
 from __future__ import annotations
@@ -33,16 +35,19 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     lines = [
-        f"# Parity: TVM ({args.target}, {args.frontend} frontend, stock pipeline, untuned) vs PyTorch eager",
+        (f"# Parity: shuffletvm ({args.target}, {args.frontend} frontend, built as `shuffletvm build` builds it) "
+         "vs PyTorch eager"),
         "",
-        f"Machine: {platform.machine()}, LLVM cpu `{tvm_compat.host_cpu_name()}`; {args.seeds} seeded inputs per "
-        "model; random weights with calibrated, perturbed BatchNorm statistics. rel err = max|TVM - torch| / "
-        "max|torch|. Latency: median of 10 runs, batch 1, untuned.",
+        (f"Machine: {platform.machine()}, LLVM cpu `{tvm_compat.host_cpu_name()}`; {args.seeds} seeded inputs per "
+         "model; random weights with calibrated, perturbed BatchNorm statistics. rel err = max|TVM - torch| / "
+         "max|torch|. Kernels: all / scheduled by a tuning log record / by a hand-written schedule (the rest, "
+         "pools, concats and the mean, by the fallback's parallel loops). Latency: median of 10 runs, batch 1, one "
+         "model at a time (not a side-by-side benchmark)."),
         "",
         f"Reproduce: `python benchmarks/parity_all.py --target {args.target} --frontend {args.frontend} --seeds {args.seeds}`",
         "",
-        "| model | max abs err | max rel err | top-1 agree | top-5 agree | build s | untuned ms | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| model | max abs err | max rel err | top-1 agree | top-5 agree | kernels | build s | ms | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     started = time.perf_counter()
     for name in tqdm(args.models, desc="parity", unit="model"):
@@ -53,7 +58,8 @@ def main() -> None:
         lines.append(
             f"| {name} | {max(r.max_abs_err for r in report.rows):.2e} | {report.max_rel_err:.2e} | "
             f"{min(r.top1_agree for r in report.rows):.0%} | {min(r.top5_agree for r in report.rows):.0%} | "
-            f"{report.build_s:.1f} | {latency} | {'PASS' if report.passed else 'FAIL'} |"
+            f"{' / '.join(map(str, report.kernels))} | {report.build_s:.1f} | {latency} | "
+            f"{'PASS' if report.passed else 'FAIL'} |"
         )
     lines += ["", f"Total wall time: {time.perf_counter() - started:.0f} s."]
     write_text_atomic("\n".join(lines) + "\n", args.out)

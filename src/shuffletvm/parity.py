@@ -63,6 +63,7 @@ class ParityReport:
     note: str = ""
     latency_ms: float | None = None  # median, when timed
     pass_counts: dict[str, int] = field(default_factory=dict)  # graph passes that fired in the build
+    kernels: tuple[int, int, int] = (0, 0, 0)  # the build's kernels: all, from the tuning log, hand-written
 
     @property
     def max_rel_err(self) -> float:
@@ -174,7 +175,7 @@ def check_parity(config: ParityConfig) -> ParityReport:
     note = "ran under qemu-user (emulated aarch64)" if runs_emulated(result.target.arch) else ""
     return ParityReport(
         config.model, result.target.name, config.frontend, config.rtol, rows, build_s, note, latency_ms,
-        result.pass_counts,
+        result.pass_counts, (result.kernels_total, result.kernels_tuned, result.kernels_hand),
     )
 
 
