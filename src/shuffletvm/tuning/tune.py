@@ -119,9 +119,12 @@ def follow_planes_of(mods: list[Any], target: Any, rows_ratio: float | None) -> 
     from ..passes import ApplyHandSchedules
     from ..passes.partition_rows_across_cores import cores_of, following_planes
 
+    cores = cores_of(target)
+    if cores < 2:  # one core (GPUs too): nothing is split
+        return frozenset()
     with target:
         scheduled = [ApplyHandSchedules()(mod) for mod in mods]
-    return frozenset().union(*(following_planes(mod, cores_of(target), rows_ratio=rows_ratio) for mod in scheduled))
+    return frozenset().union(*(following_planes(mod, cores, rows_ratio=rows_ratio) for mod in scheduled))
 
 
 def export_aarch64(mod: Any) -> str:
