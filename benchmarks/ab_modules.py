@@ -71,6 +71,7 @@ def _kernel_table(modules: dict, x: np.ndarray, rounds: int, least_us: float = 5
             sums[label][name][1] += in_sequence * 1e6
             sums[label][name][2] += warm * 1e6
     first, *others = calls
+    first_total = sum(v[1] for v in sums[first].values())
     print(f"\nkernels in sequence (warm), us, {rounds} interleaved rounds; names whose time differs by "
           f"{least_us:g} us or more\n")
     print("| module | kernel | calls | first's | this | ratio | first's warm | this warm |")
@@ -82,9 +83,8 @@ def _kernel_table(modules: dict, x: np.ndarray, rounds: int, least_us: float = 5
             if abs(seq - seq0) >= least_us:
                 print(f"| {label} | {name} | {count} | {seq0:.0f} | {seq:.0f} | {seq / seq0:.2f}x | {warm0:.0f} | "
                       f"{warm:.0f} |")
-        print(f"| {label} | all kernels | {sum(v[0] for v in sums[label].values())} | "
-              f"{sum(v[1] for v in sums[first].values()):.0f} | {sum(v[1] for v in sums[label].values()):.0f} | "
-              f"{sum(v[1] for v in sums[label].values()) / sum(v[1] for v in sums[first].values()):.2f}x | | |")
+        count, total = sum(v[0] for v in sums[label].values()), sum(v[1] for v in sums[label].values())
+        print(f"| {label} | all kernels | {count} | {first_total:.0f} | {total:.0f} | {total / first_total:.2f}x | | |")
 
 
 if __name__ == "__main__":

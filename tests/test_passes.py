@@ -1157,22 +1157,28 @@ def test_partition_rows_grouped_conv_by_rows_where_few_lines_are_shared(plane, b
     _assert_same_with_and_without_rows(mod, (1, 32, plane, plane))
 
 
+def _conv_relu_depthwise(plane: int) -> tvm.IRModule:
+    """A 16-channel 1x1 conv + ReLU on a `plane` x `plane` input, then a depthwise 3x3 conv (padding 1)."""
+    x = relax.Var("x", _t(1, 16, plane, plane))
+    w1, w2 = _const(16, 16, 1, 1), _const(16, 1, 3, 3)
+    return _module([x], lambda bb, x: relax.op.nn.conv2d(
+        bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, w1)))), w2, padding=1, groups=16))
+
+
 @pytest.mark.parametrize("plane", [28, 7])
 def test_tuning_measures_a_kernel_split_as_the_build_splits_it(plane):
     """The tuner's builder (`tuning.tune.as_built`) gives a candidate the rewrite this pass gives the kernel in
     the build. On 28x28 the 1x1 conv is split by rows (the kernel alone decides it), and so is the depthwise conv
     after it, which the build splits because its producer is: given the planes the model has kernels follow in
-    (`follow_planes_of` the kernels as tuning sees them: 28x28), the tuner splits it too; without them, it measures it as scheduled. On 7x7
-    (weights too large a share) neither is split, in the build or by the tuner, and no plane is followed."""
+    (`follow_planes_of` the kernels as tuning sees them: 28x28), the tuner splits it too; without them, it
+    measures it as scheduled. On 7x7 (weights too large a share) neither is split, in the build or by the tuner,
+    and no plane is followed."""
     import tvm_ffi
 
     from shuffletvm.pipeline import PipelineOptions, run_phases
     from shuffletvm.tuning.tune import as_built, follow_planes_of
 
-    x = relax.Var("x", _t(1, 16, plane, plane))
-    w1, w2 = _const(16, 16, 1, 1), _const(16, 1, 3, 3)
-    mod = _module([x], lambda bb, x: relax.op.nn.conv2d(
-        bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, w1)))), w2, padding=1, groups=16))
+    mod = _conv_relu_depthwise(plane)
     kernels = {}
     for rows in (False, True):
         *_, (_phase, scheduled) = run_phases(mod, TARGET, PipelineOptions(partition_rows=rows), until="schedule")
@@ -1198,10 +1204,7 @@ def test_partition_rows_depthwise_follows_the_conv_before_it(plane):
     weights are too large a share (16x16 against 16x7x7): neither changes. Same numbers either way."""
     from shuffletvm.pipeline import PipelineOptions, run_phases
 
-    x = relax.Var("x", _t(1, 16, plane, plane))
-    w1, w2 = _const(16, 16, 1, 1), _const(16, 1, 3, 3)
-    mod = _module([x], lambda bb, x: relax.op.nn.conv2d(
-        bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, w1)))), w2, padding=1, groups=16))
+    mod = _conv_relu_depthwise(plane)
     options = PipelineOptions(partition_rows=True)
     *_, (_phase, scheduled) = run_phases(mod, TARGET, options, until="schedule")
     kernels = {gv.name_hint: f for gv, f in scheduled.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}

@@ -206,8 +206,8 @@ def _scheduled_conv1x1_loops(mcpu: str, spec: tuple) -> tuple[list[int], list[in
     for predicate in writes if groups > 1 else []:
         # a grouped conv's partial tile writes its group's channels only, not up to the output's last (the last
         # tile of a group would write the first channels of the next, which another task computes)
-        assert predicate.value if isinstance(predicate, tvm.tirx.IntImm) else f"< T.int64({cout // groups})" in str(
-            predicate), predicate
+        unconditional = isinstance(predicate, tvm.tirx.IntImm) and bool(predicate.value)
+        assert unconditional or f"< T.int64({cout // groups})" in str(predicate), predicate
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(s).astype(np.float32)
             for s in ((batch, cin, h, w), (cout, cin // groups, 1, 1), (batch, cout, h, w))]
