@@ -103,6 +103,24 @@ def _llvm_has_avx512(triple: str, mcpu: str, mattr: tuple[str, ...]) -> bool:
     return bool(target_has_features("avx512f", Target(spec)))
 
 
+def tile_scope(target: Any) -> str:
+    """The storage scope of a 1x1 conv's register tile (the accumulator `cache_write` makes) on a CPU target.
+
+    TVM turns every allocation on a CPU that is not "global" into a TVMBackendAllocWorkspace call
+    (tir.LowerTVMBuiltin; only a global one under 1 KB becomes a stack alloca). A "local" tile is therefore
+    memory LLVM cannot promote to registers: it keeps the accumulators in registers through the reduction, then
+    zeroes the tile in memory, stores them there and reads them back element by element to write NCHW (V1 g8's
+    14x14 expand conv: 8 stores and about 60 scalar reloads a tile, beside 192 FMAs). A "global" tile is a stack
+    alloca that LLVM promotes (SROA), so the write-back transposes in registers. MetaSchedule's CPU tiles are
+    global too.
+
+    Global on x86 with AVX2, where it was measured (Zen 3: `schedules/README.md`); "local" elsewhere, as before:
+    AVX-512 and NEON are unmeasured (NEON only runs emulated here)."""
+    keys = set(target.keys)
+    x86 = "cpu" in keys and "arm_cpu" not in keys and target.kind.name == "llvm"
+    return "global" if x86 and vector_lanes(target) == 8 else "local"
+
+
 def pad_producer(sch: Any, conv: Any) -> Any | None:
     producers = [b for b in sch.get_producers(conv) if sch.get(b).name_hint.startswith("pad_temp")]
     return producers[0] if producers else None

@@ -3,7 +3,7 @@
 Per group, a 1×1 conv is a GEMM: out[f, p] = sum_c W[f, c] * in[group(f) * Cg + c, p] over the H*W pixels p.
 CPU (x86 AVX-512/AVX2, aarch64 NEON): the pixels of a plane are fused into one axis (the accumulator and the
 conv iterate over p = y*W + x, so a tile is any run of pixels, not a rectangle), and a register tile of
-output channels × pixels (`pixel_tile`) is accumulated in a `local` cache over all input channels of the group —
+output channels × pixels (`pixel_tile`) is accumulated in a cache over all input channels of the group —
 each step one broadcast weight times one contiguous vector of pixels per output channel, so every vector lane
 is its own sum (no reassociation) — then bias, residual and ReLU are applied as the tile is written. Tiles run
 in parallel. The tile on x86: the most whole vectors of pixels (4, 2 or 1, dividing the plane) that leave room
@@ -70,7 +70,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._common import conv_shape, divisor_at_most, fold_epilogue, pad_producer, vector_lanes
+from ._common import conv_shape, divisor_at_most, fold_epilogue, pad_producer, tile_scope, vector_lanes
 
 F_TILE = 4  # NEON: output channels per tile
 VECTORS_PER_TILE = 4  # NEON, and the most on x86: pixels per tile, about this many vectors
@@ -103,14 +103,14 @@ def schedule(func: Any, target: Any) -> Any | None:
     conv = sch.get_sblock(shape.block)
     if "gpu" in target.keys:
         return _gpu(sch, conv, shape, target)
-    return _cpu(sch, conv, shape, vector_lanes(target))
+    return _cpu(sch, conv, shape, vector_lanes(target), tile_scope(target))
 
 
-def _cpu(sch: Any, conv: Any, shape: Any, lanes: int) -> Any:
+def _cpu(sch: Any, conv: Any, shape: Any, lanes: int, scope: str) -> Any:
     pad = pad_producer(sch, conv)
     if pad is not None:
         sch.compute_inline(pad)
-    write = fold_epilogue(sch, sch.cache_write(conv, 0, "local"))
+    write = fold_epilogue(sch, sch.cache_write(conv, 0, scope))
     if (shape.out_h * shape.out_w) % lanes == 0:
         _fused_pixel_tiles(sch, conv, write, shape, lanes)
     else:  # 14x14, 7x7 on AVX-512: a pixel tile would need an odd vector length, which LLVM handles badly

@@ -3,7 +3,7 @@ The layout phase (`passes/pack_conv1x1_weights.py`) uses it for small planes (7�
 and with AVX2 for grouped convs with a short reduction up to 28×28.
 
 CPU: the output channels are split into blocks of B (one vector) and the pixels of a plane fused into one
-axis; a register tile of `vectors` blocks × `pixels` pixels accumulates in a `local` cache laid out
+axis; a register tile of `vectors` blocks × `pixels` pixels accumulates in a cache laid out
 [pixel, channel] over all input channels of the group — each step one contiguous vector load of weights per
 block and one broadcast input pixel per pixel, every lane its own sum (no reassociation) — then bias,
 residual and ReLU are applied as the tile is written back to NCHW. Output channels padded to whole blocks
@@ -56,7 +56,7 @@ from typing import Any
 
 from ..kernels.packed_conv1x1 import BLOCK_NAME, CROP_NAME
 from ..passes.partition_rows_across_cores import cores_of
-from ._common import conv_operands, divisor_at_most, find_block, fold_epilogue, vector_lanes
+from ._common import conv_operands, divisor_at_most, find_block, fold_epilogue, tile_scope, vector_lanes
 
 PIXELS = 7  # a tile's pixels with AVX-512, and a one-block tile's with AVX2
 SHORT_REDUCTION = 80  # AVX2: a group's input channels up to this many make a short reduction (see `short_tile`)
@@ -139,9 +139,9 @@ def schedule(func: Any, target: Any) -> Any | None:
                                                                plane, n, cores_of(target))
     crop = find_block(sch, CROP_NAME)
     if crop is None:
-        write = fold_epilogue(sch, sch.cache_write(conv, 0, "local"))
+        write = fold_epilogue(sch, sch.cache_write(conv, 0, tile_scope(target)))
     else:  # channels padded to whole blocks, or the plane to whole tiles: the kernel's accumulator is the tile,
-        sch.set_scope(conv, 0, "local")  # the crop writes the real ones
+        sch.set_scope(conv, 0, tile_scope(target))  # the crop writes the real ones
         write = fold_epilogue(sch, crop)
     if len(block.iter_vars) == 5:  # (n, o, y, x, rc); a plane padded to whole tiles is flat already
         sch.transform_layout(conv, ("write", 0), lambda n, o, y, x: (n, y * width + x, o))

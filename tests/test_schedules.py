@@ -435,6 +435,38 @@ def test_packed_conv_short_grouped_reduction_unrolled_with_vector_writes(spec):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize(("rule", "mcpu", "scope"), [
+    ("packed_conv1x1", "haswell", "global"),  # V1 g8 1.0x's 14x14 expand conv, the short-reduction tile
+    ("grouped_conv1x1", "haswell", "global"),  # the same conv in NCHW: a tile of channels x pixels
+    ("packed_conv1x1", "skylake-avx512", "local"),  # unmeasured there: as before
+    ("grouped_conv1x1", "skylake-avx512", "local"),
+])
+def test_conv_tiles_on_avx2_are_stack_memory_not_a_workspace(rule, mcpu, scope):
+    """On AVX2 a conv's register tile is a "global" buffer: TVM allocates a small one on the stack, where LLVM
+    keeps it in registers, and a "local" one with TVMBackendAllocWorkspace (memory it zeroes, stores and reads
+    back to write NCHW). The compiled kernel calls TVMBackendAllocWorkspace exactly where the tile is local."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    from shuffletvm.kernels.packed_conv1x1 import PackedConv1x1Spec, packed_conv1x1
+    from shuffletvm.kernels.shuffled_group_conv import ShuffledGroupConvSpec, shuffled_group_conv
+    from shuffletvm.targets import TargetOptions
+
+    spec = (1, 192, 768, 14, 14, 8, 8)
+    func = (packed_conv1x1(PackedConv1x1Spec(*spec, block=8)) if rule == "packed_conv1x1"
+            else shuffled_group_conv(ShuffledGroupConvSpec(*spec)))
+    target = resolve_target("x86", TargetOptions(mcpu=mcpu, num_cores=2)).tvm_target()
+    scheduled = RULES[rule](func, target).mod["main"]
+    tiles = [b for b in scheduled.body.block.alloc_buffers if b.scope() in ("local", "global")]
+    assert [b.scope() for b in tiles] == [scope]
+    llvm_ir = tvm.compile(scheduled.with_attr("global_symbol", "main"), target=target).mod.inspect_source("ll")
+    assert ("TVMBackendAllocWorkspace" in llvm_ir) == (scope == "local")
+    if mcpu == "haswell":
+        rng = np.random.default_rng(0)
+        args = [_arg(a, rng) for a in ArgInfo.from_prim_func(func)]
+        got, expected = (_run(f, [a.copy() for a in args]) for f in (scheduled, func))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize(("spec", "tile"), [
     ((1, 240, 960, 7, 7, 3, 3), (4, 3)),  # V1 g3 1.0x stage 4, the expand conv reading the shuffle: 51 pixels
     ((1, 464, 1024, 7, 7, 1, 1), (4, 3)),  # V2 1.0x conv5
