@@ -442,7 +442,7 @@ def test_packed_conv_short_grouped_reduction_unrolled_with_vector_writes(spec):
     ("grouped_conv1x1", "skylake-avx512", "local"),
 ])
 def test_conv_tiles_on_avx2_are_stack_memory_not_a_workspace(rule, mcpu, scope):
-    """On AVX2 a conv's register tile is a "global" buffer: TVM allocates a small one on the stack, where LLVM
+    """On AVX2 a 1x1 conv's register tile is a "global" buffer: TVM allocates a small one on the stack, where LLVM
     keeps it in registers, and a "local" one with TVMBackendAllocWorkspace (memory it zeroes, stores and reads
     back to write NCHW). The compiled kernel calls TVMBackendAllocWorkspace exactly where the tile is local."""
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
