@@ -264,17 +264,15 @@ for row in shufflenet_v2_x0_5:1 shufflenet_v2_x1_0:1 shufflenet_v1_g3_x1_0:1 shu
     kernels=$(python - "$model" "$batch" <<'PY'
 import sys
 
-from shuffletvm.build import load_graph
-from shuffletvm.pipeline import lower_for_tuning
-from shuffletvm.schedules import first_claim
 from shuffletvm.targets import resolve_target
-from shuffletvm.tvm_compat import KERNEL_CALL_OPS, op_calls
+from shuffletvm.tuning.seeds import hand_schedule
+from shuffletvm.tuning.tasks import model_tasks
 
 target = resolve_target("x86").tvm_target()
-mod = lower_for_tuning(load_graph(sys.argv[1], int(sys.argv[2])).mod, target)
-names = sorted({c.args[0].name_hint for c in op_calls(mod) if c.op.name in KERNEL_CALL_OPS})
-claimed = [n for n in names if (first_claim(mod[n], target) or ("",))[0] in ("grouped_conv1x1", "packed_conv1x1")]
-print("^(" + "|".join(claimed) + ")$")
+rules = ("grouped_conv1x1", "packed_conv1x1")
+names = sorted(t.name for t in model_tasks([sys.argv[1]], int(sys.argv[2]), target)
+               if (hand_schedule(t, target) or ("",))[0] in rules)
+print("^(" + "|".join(names) + ")$")
 PY
 )
     shuffletvm tune "$model" --batch "$batch" --target x86 --kernels "$kernels" --remeasure 3 --trials 1
