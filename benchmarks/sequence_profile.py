@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -40,44 +38,6 @@ SORT = {  # --sort: the table's first rows
     "cache": lambda row: row[1] - row[0],  # what the other build's kernels pay in sequence over warm, most first
     "difference": lambda row: row[0] - row[2],  # in sequence, as built slower than the other build, most first
 }
-
-
-def kernel_calls(model: Any, x: np.ndarray) -> list[tuple[str, Any, list[Any]]]:
-    """(kernel name, function, arguments) of every kernel call of one inference of `model` (a DeployedModel)."""
-    calls: list[tuple[str, Any, list[Any]]] = []
-
-    def record(func: Any, name: str, before: bool, _ret: Any, *args: Any) -> int:
-        if before and not name.startswith("vm."):  # not the VM's builtins (allocation, tuple access)
-            calls.append((name, func, list(args)))
-        return 0
-
-    model.run(x)
-    model._vm.set_instrument(record)
-    model.run(x)
-    return calls
-
-
-def replay(calls: dict[str, list[tuple[str, Any, list[Any]]]],
-           rounds: int) -> dict[str, tuple[list[float], list[float]]]:
-    """Median seconds per call of each build's sequence: in sequence, and warm (the call repeated at once). The
-    builds take turns round by round, so a shared machine's drift weighs on both alike."""
-    clock = time.perf_counter
-    in_sequence = {label: defaultdict(list) for label in calls}
-    warm = {label: defaultdict(list) for label in calls}
-    for _ in range(rounds):
-        for label, sequence in calls.items():
-            for i, (_name, func, args) in enumerate(sequence):
-                start = clock()
-                func(*args)
-                in_sequence[label][i].append(clock() - start)
-            for i, (_name, func, args) in enumerate(sequence):
-                func(*args)
-                start = clock()
-                func(*args)
-                warm[label][i].append(clock() - start)
-    return {label: ([float(np.median(in_sequence[label][i])) for i in range(len(sequence))],
-                    [float(np.median(warm[label][i])) for i in range(len(sequence))])
-            for label, sequence in calls.items()}
 
 
 def main() -> None:
@@ -106,6 +66,7 @@ def main() -> None:
         without, other = WITHOUT[args.without]
         headers = ("without", "with")
     from shuffletvm import runtime
+    from shuffletvm.bench.sequence import kernel_calls, replay
     from shuffletvm.build import BuildConfig, build
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,6 +37,7 @@ class BuildConfig:
     target_options: TargetOptions = field(default_factory=TargetOptions)
     dump_dir: Path | None = None
     use_tuning_logs: bool = True  # apply tuning_logs/<target>/, or where it has none a kindred CPU's log
+    in_model_choices: bool = True  # ... except the records of kernels its in_model.json gives the hand schedule
     log_dir: Path | None = None  # tuning log root; default: tuning_logs/
     stock_pipeline: bool = False  # TVM's own default Relax pipeline, for "untuned TVM" baselines
     hand_schedules: bool = True  # schedules/ for kernels no tuning record covers
@@ -63,6 +64,8 @@ class BuildResult:
     tuning_log: Path | None = None
     kernels_hand: int = 0  # hand-written: inserted by the graph passes or scheduled by a schedules/ rule
     pass_counts: dict[str, int] = field(default_factory=dict)  # how often each shuffletvm pass fired
+    kernels_hand_chosen: int = 0  # kernels whose log records in_model.json set aside (hand or default schedule)
+    workloads: dict[str, str] = field(default_factory=dict)  # kernel name -> workload hash (PipelineOptions)
 
     @property
     def size_bytes(self) -> int:
@@ -133,7 +136,7 @@ def build(config: BuildConfig) -> BuildResult:
     import_s = time.perf_counter() - start
     logger.info("imported %s via %s in %.1f s (input %s)", graph.name, graph.source, import_s, graph.input_shape)
 
-    database, log_path, rows_ratio = None, None, None
+    database, whole_log, log_path, rows_ratio, hand_chosen = None, None, None, None, {}
     if config.use_tuning_logs:
         from .tuning.database import kindred_log, open_log
 
@@ -144,10 +147,13 @@ def build(config: BuildConfig) -> BuildResult:
                 logger.warning("no tuning log for %s: using %s's, tuned on another CPU (`shuffletvm tune` tunes "
                                "for this one, starting from it)", target.log_key, log.target.log_key)
         if log.records:
-            database, log_path, rows_ratio = log.database(), log.path, log.rows_ratio
+            database, log_path, rows_ratio = log.database(config.in_model_choices), log.path, log.rows_ratio
+            hand_chosen = log.hand_chosen if config.in_model_choices else {}
+            whole_log = log.database() if hand_chosen and graph.input_shape[0] > 1 else None
     start = time.perf_counter()
     batch_one = _batch_one(config, graph, target) if database is not None and graph.input_shape[0] > 1 else None
     options = PipelineOptions(dump_dir=config.dump_dir, database=database, batch_one=batch_one,
+                              batch_one_database=whole_log, hand_chosen=frozenset(hand_chosen),
                               stock=config.stock_pipeline, hand_schedules=config.hand_schedules,
                               partition_rows=config.partition_rows, partition_images=config.partition_images,
                               partition_grouped=config.partition_grouped,
@@ -160,10 +166,12 @@ def build(config: BuildConfig) -> BuildResult:
     lifted = stats["ApplyBatchOneRecords"]
     total, tuned = stats["kernels"], stats["kernels_tuned"] + lifted
     hand = stats["kernels_hand"] + stats["ApplyHandSchedules"]
+    chosen = sum(workload in hand_chosen for workload in options.workloads.values())
     passes = {k: v for k, v in stats.items() if not k.startswith("kernels")}
-    logger.info("compiled for %s in %.1f s: %d kernels: %d from %s%s, %d hand-written, %d with default schedules",
+    logger.info("compiled for %s in %.1f s: %d kernels: %d from %s%s, %d hand-written, %d with default schedules%s",
                 target.name, compile_s, total, tuned, log_path or "no tuning log",
-                f" ({lifted} with their batch-1 record)" if lifted else "", hand, total - tuned - hand)
+                f" ({lifted} with their batch-1 record)" if lifted else "", hand, total - tuned - hand,
+                f"; {chosen} records set aside by in_model.json" if chosen else "")
     if passes:
         logger.info("graph passes: %s", ", ".join(f"{k} {v}" for k, v in sorted(passes.items())))
 
@@ -172,7 +180,7 @@ def build(config: BuildConfig) -> BuildResult:
     export_s = time.perf_counter() - start
     logger.info("wrote %s (%.1f MB) in %.1f s", output, output.stat().st_size / 1e6, export_s)
     return BuildResult(output, graph.name, target, graph.input_shape, output_shape, import_s, compile_s, export_s,
-                       total, tuned, lifted, log_path, hand, passes)
+                       total, tuned, lifted, log_path, hand, passes, chosen, dict(options.workloads))
 
 
 def _batch_one(config: BuildConfig, graph: ImportedGraph, target: ResolvedTarget) -> dict[str, Any] | None:

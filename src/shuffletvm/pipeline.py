@@ -49,6 +49,10 @@ class PipelineOptions:
     # At batch N > 1: the model's kernels at batch 1 (lowered by these phases, by name), whose records replay on
     # the batch-N kernels the database has none for (passes/apply_batch_one_records.py).
     batch_one: dict[str, Any] | None = None
+    # ... their records looked up here (the whole log; None: `database`), except for the kernels whose own
+    # records the log's in_model.json set aside (their workload hashes), which keep their hand schedule.
+    batch_one_database: Any = None
+    hand_chosen: frozenset[str] = frozenset()
     # TVM's default pipeline as it ships, without shuffletvm's phases: the "untuned TVM" baseline.
     stock: bool = False
     # schedules/ for kernels without a tuning record (off: they keep TVM's default, unscheduled loops).
@@ -71,6 +75,9 @@ class PipelineOptions:
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
+    # Filled in too: each kernel's name -> its workload's structural hash as the tuning log writes it (the
+    # first field of a database_workload.json line), taken before any schedule applies.
+    workloads: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ def _schedule_passes(target: Any, options: PipelineOptions) -> list[tvm.transfor
     if options.database is not None:
         passes.append(relax.transform.MetaScheduleApplyDatabase())
     if options.database is not None and options.batch_one:
-        passes.append(ApplyBatchOneRecords(options.database, options.batch_one, options.stats))
+        passes.append(ApplyBatchOneRecords(options.batch_one_database or options.database, options.batch_one,
+                                           options.stats, options.hand_chosen))
     hand = [ApplyHandSchedules(options.stats)] if options.hand_schedules else []
     rows = ([PartitionRowsAcrossCores(cores_of(target), options.stats, images=options.partition_images,
                                       rows_ratio=options.rows_ratio, grouped=options.partition_grouped)]
@@ -142,12 +150,15 @@ def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:
 
     @tvm.transform.module_pass(opt_level=0, name="CountTunedKernels")
     def _count(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        import tvm_ffi
         from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
         target = tvm.target.Target.current()
         kernels = [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
         options.stats["kernels"] = len(kernels)
         options.stats["kernels_hand"] = sum(tvm_compat.is_scheduled(f) for _, f in kernels)
+        options.workloads.update({gv.name_hint: str(tvm_ffi.structural_hash(_normalize_mod(f)))
+                                  for gv, f in kernels if not tvm_compat.is_scheduled(f)})
         options.stats["kernels_tuned"] = sum(
             options.database.query_tuning_record(_normalize_mod(f), target, gv.name_hint) is not None
             for gv, f in kernels

@@ -41,9 +41,11 @@ def execute(args: argparse.Namespace) -> int:
     print(f"| output | {result.output_shape} |")
     default = result.kernels_total - result.kernels_tuned - result.kernels_hand
     lifted = f" ({result.kernels_batch_one} with their batch-1 record)" if result.kernels_batch_one else ""
+    chosen = (f"; {result.kernels_hand_chosen} of the log's records set aside by its in_model.json (the hand "
+              "schedule ran faster in the model)" if result.kernels_hand_chosen else "")
     print(f"| kernels | {result.kernels_total}: {result.kernels_tuned} from tuning log "
           f"{result.tuning_log or '(none for this target)'}{lifted}, {result.kernels_hand} hand-written, "
-          f"{default} default |")
+          f"{default} default{chosen} |")
     print(f"| size | {result.size_bytes / 1e6:.1f} MB |")
     print(f"| time | import {result.import_s:.1f} s, compile {result.compile_s:.1f} s, export {result.export_s:.1f} s |")
     return 0

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "parity": "compare a compiled model with PyTorch on seeded inputs",
     "inspect": "operator and kernel counts and bytes moved by data movement after each pipeline phase",
     "tune": "auto-tune a model's kernels with MetaSchedule; records go to tuning_logs/<target>/",
+    "choose": "time each tuned kernel in the running model against its hand-written schedule; keep the faster",
     "device": "start an emulated aarch64 device (RPC tracker + server under qemu) for ARM tuning",
     "compare": "measure tuned and untuned TVM against PyTorch, ONNX Runtime and OpenVINO side by side",
 }

@@ -12,6 +12,10 @@ the database has a record for it; the replay is the one the tuner seeds batch-N 
 Why: a log tuned at batch 1 covered no kernel of a batch-4 build, which then ran on hand schedules; measured
 at batch 8 the batch-1 records replayed ran the stem in 676 us against a hand or cold-started 2.5 ms.
 
+A kernel whose own record the log's `in_model.json` set aside (`hand_chosen`: its workload hashes) keeps the
+hand-written schedule it was chosen for; the batch-1 records come from the whole log, so a batch-1 kernel's
+choice does not decide its batch-N twin's.
+
 Counter: `ApplyBatchOneRecords` (kernels scheduled from a batch-1 record).
 Numerically exact: the replay reorders and splits loops as the batch-1 schedule does (tests/test_tuning.py).
 """
@@ -22,6 +26,7 @@ from collections import Counter
 from typing import Any
 
 import tvm
+import tvm_ffi
 from tvm import tirx
 
 from .. import tvm_compat
@@ -29,8 +34,9 @@ from .. import tvm_compat
 
 @tvm.ir.transform.module_pass(opt_level=0, name="ApplyBatchOneRecords")
 class ApplyBatchOneRecords:
-    def __init__(self, database: Any, batch_one: dict[str, Any], counters: Counter | None = None) -> None:
-        self.database, self.batch_one = database, batch_one
+    def __init__(self, database: Any, batch_one: dict[str, Any], counters: Counter | None = None,
+                 hand_chosen: frozenset[str] = frozenset()) -> None:
+        self.database, self.batch_one, self.hand_chosen = database, batch_one, hand_chosen
         self.counters = counters if counters is not None else Counter()
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -45,6 +51,8 @@ class ApplyBatchOneRecords:
                 continue
             twin = self.batch_one.get(gvar.name_hint)
             if twin is None or not batch_twins(func, twin):
+                continue
+            if self.hand_chosen and str(tvm_ffi.structural_hash(_normalize_mod(func))) in self.hand_chosen:
                 continue
             record = self.database.query_tuning_record(_normalize_mod(twin), target, gvar.name_hint)
             if record is None:

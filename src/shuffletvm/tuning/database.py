@@ -14,6 +14,11 @@ TensorIR, so a kindred CPU's record always builds and computes the same; it is o
 `build` applies one when the target has none (and says so), and `tune` starts a new log's kernels from it. With
 no log of its own width, `tune` seeds from another width's (`any_width`): the kernels the layout phase does not
 pack (depthwise, stem, grouped and stage-buffer convs) are the same TensorIR at every width.
+
+`in_model.json` beside the two files holds the kernels whose hand-written schedule ran faster inside the running
+model than the log's best record (`shuffletvm choose`, tuning/in_model.py): a build leaves their records out, so
+the hand schedule applies. Records are ranked by each kernel's time alone and warm; in the model a kernel's
+inputs come from the kernel before it, and the ranking can turn. A corrupt file is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +40,7 @@ logger = logging.getLogger(__name__)
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
 MANIFEST = "target.json"
+CHOICES = "in_model.json"
 
 
 def default_log_root() -> Path:
@@ -59,6 +65,10 @@ class TuningLog:
     # measured (PartitionRowsAcrossCores' `rows_ratio`); None: the pass's default
     rows_ratio: float | None = None
     _valid: tuple[list[str], list[str]] | None = None  # (workload lines, record lines) for a read-only log
+    # in_model.json: workload hash (the workload line's first field) -> what `shuffletvm choose` measured, for
+    # the kernels whose hand-written schedule beat the log's best record in the running model
+    hand_chosen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    choices_corrupt: bool = False
 
     @property
     def workload_file(self) -> Path:
@@ -72,6 +82,15 @@ class TuningLog:
         if not self.record_file.exists():
             return 0
         return sum(1 for line in self.record_file.read_text(errors="replace").splitlines() if line.strip())
+
+    def recorded_workloads(self) -> set[str]:
+        """The structural hashes (as the workload file writes them) of the workloads with at least one record."""
+        if not self.record_file.exists():
+            return set()
+        hashes = [json.loads(line)[0] for line in self.workload_file.read_text(errors="replace").splitlines()
+                  if line.strip()]
+        return {hashes[json.loads(line)[0]] for line in self.record_file.read_text(errors="replace").splitlines()
+                if line.strip()}
 
     def replace_earlier_times(self, since: int) -> int:
         """Drop the records before line `since` whose kernel and schedule a record from `since` on has too: the
@@ -87,10 +106,18 @@ class TuningLog:
             write_text_atomic("".join(line + "\n" for line in kept), self.record_file)
         return len(lines) - len(kept)
 
-    def database(self) -> Any:
+    @property
+    def choice_file(self) -> Path:
+        return self.path / CHOICES
+
+    def database(self, with_choices: bool = False) -> Any:
         """MetaSchedule's JSON database over this log; for a read-only log, over a private copy of its valid
-        lines (the database reads everything when constructed, so the copy can go right after)."""
+        lines (the database reads everything when constructed, so the copy can go right after). `with_choices`
+        (a build's read-only log): without the records of the kernels `in_model.json` gives their hand schedule."""
         from tvm.s_tir import meta_schedule as ms
+
+        if with_choices and self.writable:
+            raise ValueError("choices apply to a log opened for building (create=False)")
 
         if self.writable:
             return ms.database.JSONDatabase(
@@ -98,6 +125,9 @@ class TuningLog:
                 allow_missing=True, module_equality="structural",
             )
         workloads, records = self._valid or ([], [])
+        if with_choices and self.hand_chosen:
+            hashes = [json.loads(line)[0] for line in workloads]
+            records = [line for line in records if hashes[json.loads(line)[0]] not in self.hand_chosen]
         with tempfile.TemporaryDirectory(prefix="shuffletvm-log-") as tmp:
             (Path(tmp) / WORKLOADS).write_text("".join(line + "\n" for line in workloads))
             (Path(tmp) / RECORDS).write_text("".join(line + "\n" for line in records))
@@ -105,6 +135,28 @@ class TuningLog:
                 path_workload=str(Path(tmp) / WORKLOADS), path_tuning_record=str(Path(tmp) / RECORDS),
                 allow_missing=False, module_equality="structural",
             )
+
+
+def _load_choices(path: Path) -> dict[str, dict[str, Any]] | None:
+    """in_model.json's choices; None where the file does not parse as one."""
+    if not path.exists():
+        return {}
+    try:
+        chosen = json.loads(path.read_text(errors="replace"))["hand_schedule"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(chosen, dict) or not all(isinstance(v, dict) for v in chosen.values()):
+        return None
+    return chosen
+
+
+def save_choices(log: TuningLog, hand_chosen: dict[str, dict[str, Any]]) -> None:
+    """Write `in_model.json` atomically; a corrupt one is kept as `in_model.json.rejected` first."""
+    if log.choices_corrupt and log.choice_file.exists():
+        log.choice_file.replace(log.choice_file.with_name(CHOICES + ".rejected"))
+    text = json.dumps({"hand_schedule": dict(sorted(hand_chosen.items()))}, indent=1) + "\n"
+    write_text_atomic(text, log.choice_file)
+    log.hand_chosen, log.choices_corrupt = dict(hand_chosen), False
 
 
 def _schedule_key(line: str) -> str | None:
@@ -221,6 +273,11 @@ def open_log(target: ResolvedTarget, root: Path | None = None, create: bool = Tr
     elif path.exists() and any(path.iterdir()):
         raise ShuffleTVMError(f"'{path}' holds files but no {MANIFEST}: not a shuffletvm tuning log; use another --log-dir")
     log = TuningLog(path, target, writable=create, rows_ratio=rows_ratio)
+    chosen = _load_choices(log.choice_file)
+    if chosen is None:
+        logger.warning("'%s' is corrupt: its choices are ignored (`shuffletvm choose` writes it again)",
+                       log.choice_file)
+    log.hand_chosen, log.choices_corrupt = chosen or {}, chosen is None
     if not path.exists():
         if not create:
             return log

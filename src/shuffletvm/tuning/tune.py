@@ -310,10 +310,23 @@ def tune(config: TuneConfig) -> TuneResult:
         logger.warning("interrupted: %d records kept in %s; run the same command to resume", log.records_now(), log.path)
         raise KeyboardInterrupt
     count_done(tasks, database)
+    if todo or lifted or again or borrowed or hand:
+        _warn_of_earlier_choices(tasks, log)
     if progress.stop_reason and progress.stop_reason != "time budget reached":
         raise ShuffleTVMError(f"tuning stopped: {progress.stop_reason}; {log.records_now()} records kept in {log.path}")
     return TuneResult(log, tasks, progress.trials, progress.failed, time.monotonic() - started,
                       progress.estimate_ms(), progress.stop_reason, skipped)
+
+
+def _warn_of_earlier_choices(selected: list[TuneTask], log: TuningLog) -> None:
+    """New records do not undo in_model.json: builds keep the hand schedule chosen there until `choose` runs again."""
+    import tvm_ffi
+
+    chosen = [t.name for t in selected if str(tvm_ffi.structural_hash(t.extracted.dispatched[0])) in log.hand_chosen]
+    if chosen:
+        logger.warning("%d kernels tuned here have their records set aside by %s (%s); builds keep their hand "
+                       "schedule until `shuffletvm choose` runs again", len(chosen), log.choice_file,
+                       ", ".join(chosen[:4]) + (", ..." if len(chosen) > 4 else ""))
 
 
 def _measure_again(again: list[tuple], log: TuningLog, database: Any, builder: Any, runner: Any,
