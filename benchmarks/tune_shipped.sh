@@ -278,3 +278,10 @@ PY
     shuffletvm tune "$model" --batch "$batch" --target x86 --kernels "$kernels" --remeasure 3 --trials 1
 done
 python benchmarks/prune_shipped_log.py
+
+# ---- x86-rocketlake-2c, session 33: each tuned kernel's best record against its hand schedule inside the running
+# model (`shuffletvm choose`, tuning/in_model.py), nothing measured alone, nothing searched; in_model.json written.
+# (The packed classifier, new since the log was tuned, was searched first, 32 trials a kernel: its records ran no
+# faster in the model than the hand schedule, V1 g8's 1.13x in sequence; discarded.)
+shuffletvm choose shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86
+shuffletvm choose shufflenet_v2_x1_0 --batch 8 --target x86
