@@ -151,11 +151,11 @@ def _load_choices(path: Path) -> dict[str, dict[str, Any]] | None:
 
 
 def save_choices(log: TuningLog, hand_chosen: dict[str, dict[str, Any]]) -> None:
-    """Write `in_model.json` atomically; a corrupt one is kept as `in_model.json.rejected` first."""
+    """Write `in_model.json` atomically, one kernel a line; a corrupt one is kept as `in_model.json.rejected`."""
     if log.choices_corrupt and log.choice_file.exists():
         log.choice_file.replace(log.choice_file.with_name(CHOICES + ".rejected"))
-    text = json.dumps({"hand_schedule": dict(sorted(hand_chosen.items()))}, indent=1) + "\n"
-    write_text_atomic(text, log.choice_file)
+    lines = [f"  {json.dumps(workload)}: {json.dumps(choice)}" for workload, choice in sorted(hand_chosen.items())]
+    write_text_atomic('{"hand_schedule": {\n' + ",\n".join(lines) + "\n}}\n", log.choice_file)  # a kernel a line
     log.hand_chosen, log.choices_corrupt = dict(hand_chosen), False
 
 
