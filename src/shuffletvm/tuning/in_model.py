@@ -6,7 +6,8 @@ the ranking can turn: on the Rocket Lake class V2 1.0x's 14x14 stage-buffer conv
 their hand-written schedules and 290 with the log's best records, which had measured faster alone.
 
 For every model (at the batch given), two builds with the same kernels: one with the tuning log's records
-(`in_model.json`'s earlier choices left out), one with the hand-written schedules only. Both kernel sequences
+(`in_model.json`'s earlier choices left out), one with the hand-written schedules only (TVM's default schedule
+for the few kernels no rule claims: "hand" below means the build without the log). Both kernel sequences
 are recorded and replayed in interleaved rounds (bench/sequence.py); a kernel's time is the median of each of its
 calls in sequence, summed over its calls and over the models that share it. Where the hand schedule is faster by
 more than `margin`, `in_model.json` gives the kernel its hand schedule: builds leave its records out. Where the
