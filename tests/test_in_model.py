@@ -79,6 +79,8 @@ def test_choose_sets_aside_a_record_that_loses_in_the_model(naive_log, tmp_path)
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[-1] == "hand-written" and float(cells[5].rstrip("x")) < 0.5, row  # serial loops: far slower
     assert len([line for line in proc.stdout.splitlines() if line.startswith("| fused")]) == 1  # the only record
+    checked = next(line for line in proc.stdout.splitlines() if "built with in_model.json" in line)
+    assert checked.startswith(f"{MODEL}: ") and float(checked.split("end to end ")[1].split("x")[0]) < 1
     chosen = json.loads((root / X86.log_key / CHOICES).read_text())["hand_schedule"]
     assert list(chosen) == [workload] and chosen[workload]["kernel"] == KERNEL
     assert chosen[workload]["hand_us"] < chosen[workload]["record_us"]

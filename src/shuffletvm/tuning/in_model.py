@@ -63,6 +63,7 @@ class ChooseResult:
     log: Path
     choices: list[KernelChoice]
     end_to_end_ms: dict[str, tuple[float, float]]  # model -> (as the log builds it, hand schedules only)
+    checked: dict[str, float]  # model -> built with the choices / without, end to end (paired, interleaved)
 
 
 def choose(config: ChooseConfig) -> ChooseResult:
@@ -92,7 +93,9 @@ def choose(config: ChooseConfig) -> ChooseResult:
     names: dict[str, str] = {}
     users: dict[str, list[str]] = defaultdict(list)
     calls_of: dict[str, int] = defaultdict(int)
-    end_to_end = {}
+    end_to_end: dict[str, tuple[float, float]] = {}
+    checked: dict[str, float] = {}
+    kernels_of: dict[str, set[str]] = {}  # model -> its workloads
     with tempfile.TemporaryDirectory(prefix="shuffletvm-choose-") as tmp:
         for model in config.models:
             built = {}
@@ -116,6 +119,7 @@ def choose(config: ChooseConfig) -> ChooseResult:
                         len(sequences["record"]), config.rounds)
             profile = replay(sequences, config.rounds)
             workloads = built["record"].workloads
+            kernels_of[model] = set(workloads.values())
             for i, (name, _func, _args) in enumerate(sequences["record"]):
                 workload = workloads.get(_INTO_CONCAT.sub("", name))
                 if workload is None:  # written by a graph pass: the same kernel in both builds
@@ -127,24 +131,44 @@ def choose(config: ChooseConfig) -> ChooseResult:
                 if model not in users[workload]:
                     users[workload].append(model)
 
-    # only the kernels with records of their own differ between the two builds (a batch-N kernel that replays
-    # its batch-1 kernel's record has none: not compared)
-    tuned = set(times) & log.recorded_workloads()
-    chosen = dict(log.hand_chosen)
-    choices = []
-    for workload in sorted(tuned, key=lambda w: times[w][1] - times[w][0]):
-        record_us, hand_us = times[workload]
-        hand = hand_us < record_us * (1 - config.margin)
-        choices.append(KernelChoice(names[workload], workload, users[workload], calls_of[workload],
-                                    record_us, hand_us, hand))
-        if hand:
-            chosen[workload] = {"kernel": names[workload], "models": users[workload], "batch": config.batch,
-                                "record_us": round(record_us, 1), "hand_us": round(hand_us, 1),
-                                "rounds": config.rounds, "date": date.today().isoformat()}
-        else:
-            chosen.pop(workload, None)
-    save_choices(log, chosen)
-    logger.info("%s: %d of %d kernels take their hand-written schedule", log.choice_file,
-                sum(c.hand for c in choices), len(choices))
-    return ChooseResult(log.path, choices, end_to_end)
+        # only the kernels with records of their own differ between the two builds (a batch-N kernel that replays
+        # its batch-1 kernel's record has none: not compared)
+        tuned = set(times) & log.recorded_workloads()
+        chosen = dict(log.hand_chosen)
+        choices = []
+        for workload in sorted(tuned, key=lambda w: times[w][1] - times[w][0]):
+            record_us, hand_us = times[workload]
+            hand = hand_us < record_us * (1 - config.margin)
+            choices.append(KernelChoice(names[workload], workload, users[workload], calls_of[workload],
+                                        record_us, hand_us, hand))
+            if hand:
+                chosen[workload] = {"kernel": names[workload], "models": users[workload], "batch": config.batch,
+                                    "record_us": round(record_us, 1), "hand_us": round(hand_us, 1),
+                                    "rounds": config.rounds, "date": date.today().isoformat()}
+            else:
+                chosen.pop(workload, None)
+        save_choices(log, chosen)
+        logger.info("%s: %d of %d kernels take their hand-written schedule", log.choice_file,
+                    sum(c.hand for c in choices), len(choices))
 
+        # the choices at work: each model they touch built with them, against the log's records, end to end
+        for model in (m for m in config.models if kernels_of[m] & set(chosen)):
+            with_choices = build(BuildConfig(
+                output=Path(tmp) / f"{model}.chosen.so", model=model, target=config.target, batch=config.batch,
+                target_options=config.target_options, log_dir=config.log_dir))
+            checked[model] = _paired_ratio(runtime.load(with_choices.path),
+                                           runtime.load(Path(tmp) / f"{model}.record.so"))
+            if checked[model] > 1 + config.margin:
+                logger.warning("%s runs %.2fx the time with the choices: rerun `shuffletvm choose` with more "
+                               "--rounds on a quieter machine", model, checked[model])
+    return ChooseResult(log.path, choices, end_to_end, checked)
+
+
+def _paired_ratio(model: object, baseline: object, rounds: int = 15) -> float:
+    """Median over interleaved rounds of each round's time ratio (a shared machine's drift moves both)."""
+    x = np.random.default_rng(0).random(baseline.input_shape, dtype=np.float32)
+    ratios = []
+    for _ in range(rounds):
+        base = np.median(baseline.time_run(x, repeat=10))
+        ratios.append(np.median(model.time_run(x, repeat=10)) / base)
+    return float(np.median(ratios))
