@@ -12,7 +12,8 @@ are recorded and replayed in interleaved rounds (bench/sequence.py); a kernel's 
 calls in sequence, summed over its calls and over the models that share it. Where the hand schedule is faster by
 more than `margin`, `in_model.json` gives the kernel its hand schedule: builds leave its records out. Where the
 record wins, an earlier such choice is withdrawn. Kernels the two builds schedule alike (no record, or a kernel
-the graph passes wrote) are not compared.
+the graph passes wrote) are not compared. Last, each model a choice touches is built with the file and timed
+against the log's records end to end, interleaved (the ratio is printed; above 1 + margin, a warning).
 """
 
 from __future__ import annotations
