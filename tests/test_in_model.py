@@ -15,7 +15,7 @@ import pytest
 
 from shuffletvm.build import BuildConfig, build
 from shuffletvm.targets import resolve_target
-from shuffletvm.tuning.database import CHOICES, open_log
+from shuffletvm.tuning.database import CHOICES, open_log, workload_key
 
 from .conftest import assert_user_error, cli, image
 
@@ -31,9 +31,7 @@ def _kernel_task(batch: int = 1):
 
 
 def _workload_hash(task) -> str:
-    import tvm_ffi
-
-    return str(tvm_ffi.structural_hash(task.extracted.dispatched[0]))
+    return workload_key(task.extracted.dispatched[0])
 
 
 @pytest.fixture(scope="module")

@@ -150,18 +150,19 @@ def _count_tuned_kernels(options: PipelineOptions) -> tvm.transform.Pass:
 
     @tvm.transform.module_pass(opt_level=0, name="CountTunedKernels")
     def _count(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        import tvm_ffi
         from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+        from .tuning.database import workload_key
 
         target = tvm.target.Target.current()
         kernels = [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
         options.stats["kernels"] = len(kernels)
         options.stats["kernels_hand"] = sum(tvm_compat.is_scheduled(f) for _, f in kernels)
-        options.workloads.update({gv.name_hint: str(tvm_ffi.structural_hash(_normalize_mod(f)))
-                                  for gv, f in kernels if not tvm_compat.is_scheduled(f)})
+        normalized = [(gv.name_hint, _normalize_mod(f)) for gv, f in kernels]  # what the database looks up
+        options.workloads.update({name: workload_key(m) for (name, m), (_, f) in zip(normalized, kernels)
+                                  if not tvm_compat.is_scheduled(f)})
         options.stats["kernels_tuned"] = sum(
-            options.database.query_tuning_record(_normalize_mod(f), target, gv.name_hint) is not None
-            for gv, f in kernels
+            options.database.query_tuning_record(m, target, name) is not None for name, m in normalized
         ) if options.database is not None else 0
         return mod
 

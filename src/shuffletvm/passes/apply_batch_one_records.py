@@ -26,7 +26,6 @@ from collections import Counter
 from typing import Any
 
 import tvm
-import tvm_ffi
 from tvm import tirx
 
 from .. import tvm_compat
@@ -42,6 +41,7 @@ class ApplyBatchOneRecords:
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
+        from ..tuning.database import workload_key
         from ..tuning.seeds import batch_twins, replay_widened
 
         target = tvm.target.Target.current(allow_none=False)
@@ -52,7 +52,7 @@ class ApplyBatchOneRecords:
             twin = self.batch_one.get(gvar.name_hint)
             if twin is None or not batch_twins(func, twin):
                 continue
-            if self.hand_chosen and str(tvm_ffi.structural_hash(_normalize_mod(func))) in self.hand_chosen:
+            if self.hand_chosen and workload_key(_normalize_mod(func)) in self.hand_chosen:
                 continue
             record = self.database.query_tuning_record(_normalize_mod(twin), target, gvar.name_hint)
             if record is None:

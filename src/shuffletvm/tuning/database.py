@@ -43,6 +43,19 @@ MANIFEST = "target.json"
 CHOICES = "in_model.json"
 
 
+def workload_key(mod: Any) -> str:
+    """A kernel's workload as the log names it (the first field of its database_workload.json line): the
+    structural hash of its IRModule as MetaSchedule normalizes it (`tune_context._normalize_mod`)."""
+    import tvm_ffi
+
+    return str(tvm_ffi.structural_hash(mod))
+
+
+def _workload_keys(workload_lines: list[str]) -> list[str]:
+    """Each workload line's key, by the index records name it with."""
+    return [json.loads(line)[0] for line in workload_lines]
+
+
 def default_log_root() -> Path:
     """`tuning_logs/` of this checkout, or the copy shipped inside the package."""
     env = os.environ.get("SHUFFLETVM_TUNING_LOGS")
@@ -87,8 +100,8 @@ class TuningLog:
         """The structural hashes (as the workload file writes them) of the workloads with at least one record."""
         if not self.record_file.exists():
             return set()
-        hashes = [json.loads(line)[0] for line in self.workload_file.read_text(errors="replace").splitlines()
-                  if line.strip()]
+        hashes = _workload_keys([line for line in self.workload_file.read_text(errors="replace").splitlines()
+                                 if line.strip()])
         return {hashes[json.loads(line)[0]] for line in self.record_file.read_text(errors="replace").splitlines()
                 if line.strip()}
 
@@ -126,7 +139,7 @@ class TuningLog:
             )
         workloads, records = self._valid or ([], [])
         if with_choices and self.hand_chosen:
-            hashes = [json.loads(line)[0] for line in workloads]
+            hashes = _workload_keys(workloads)
             records = [line for line in records if hashes[json.loads(line)[0]] not in self.hand_chosen]
         with tempfile.TemporaryDirectory(prefix="shuffletvm-log-") as tmp:
             (Path(tmp) / WORKLOADS).write_text("".join(line + "\n" for line in workloads))

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from ..errors import ShuffleTVMError
 from ..targets import ResolvedTarget, TargetOptions, resolve_target
-from .database import TuningLog, kindred_log, open_log
+from .database import TuningLog, kindred_log, open_log, workload_key
 from .pooled_builder import PooledBuilder
 from .progress import ProgressCallback, TuneProgress
 from .rpc import TrackerAddress, check_device
@@ -320,9 +320,7 @@ def tune(config: TuneConfig) -> TuneResult:
 
 def _warn_of_earlier_choices(selected: list[TuneTask], log: TuningLog) -> None:
     """New records do not undo in_model.json: builds keep the hand schedule chosen there until `choose` runs again."""
-    import tvm_ffi
-
-    chosen = [t.name for t in selected if str(tvm_ffi.structural_hash(t.extracted.dispatched[0])) in log.hand_chosen]
+    chosen = [t.name for t in selected if workload_key(t.extracted.dispatched[0]) in log.hand_chosen]
     if chosen:
         logger.warning("%d kernels tuned here have their records set aside by %s (%s); builds keep their hand "
                        "schedule until `shuffletvm choose` runs again", len(chosen), log.choice_file,
