@@ -59,7 +59,7 @@ def _kernel_table(modules: dict, x: np.ndarray, rounds: int, least_us: float = 5
     name, beside the first module's: the names whose time in sequence differs by at least `least_us`."""
     from collections import defaultdict
 
-    from sequence_profile import kernel_calls, replay  # benchmarks/, beside this script
+    from shuffletvm.bench.sequence import kernel_calls, replay
 
     calls = {path.name: list(kernel_calls(module, x)) for path, module in modules.items()}
     medians = replay(calls, rounds)

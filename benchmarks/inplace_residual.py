@@ -17,7 +17,8 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from sequence_profile import kernel_calls  # benchmarks/, beside this script
+
+from shuffletvm.bench.sequence import kernel_calls
 
 
 def residual_in_place(calls: list[tuple[str, Any, list[Any]]]) -> list[tuple[str, Any, list[Any]]]:

@@ -25,21 +25,22 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from sequence_profile import kernel_calls  # benchmarks/, beside this script
+
+from shuffletvm.bench.sequence import kernel_calls
 
 SAME_CHANNELS = 16  # channel counts this close are a conv's "same" (a vector block of padding)
 MOVEMENT_OPS = {"ReorderInput", "ReorderOutput", "Reshape", "Transpose", "Concat", "AveragePool", "Split", "Slice",
                 "Gather", "Shape", "Flatten", "Squeeze", "Unsqueeze"}
 
 
-def conv_kind(weight: tuple[int, ...], cin: int, cout: int, plane: int, stem_channels: int) -> str:
+def conv_kind(weight: tuple[int, ...], cin: int, cout: int, plane: int) -> str:
     """A conv's kind from its weight's shape (OIHW (O, Cg, kh, kw), or packed (O/B, Cg, B) for a 1x1) and its
     input and output channels; channel counts within `SAME_CHANNELS` of each other (padded to whole vector
     blocks) are the same."""
     side = round(plane ** 0.5)
     if len(weight) == 4 and weight[2:] == (3, 3) and weight[1] == 1:
         return f"depthwise 3x3 -> {side}x{side}"
-    if len(weight) == 4 and weight[2:] == (3, 3) and cin == 3 and cout == stem_channels:
+    if len(weight) == 4 and weight[2:] == (3, 3) and cin == 3:  # the image's channels (ORT pads the output's)
         return "stem (conv 3x3 + max pool)"
     direction = "same" if abs(cout - cin) <= SAME_CHANNELS else "compress" if cout < cin else "expand"
     return f"1x1 conv {direction} @{side}x{side}"
@@ -55,9 +56,9 @@ def tvm_conv_channels(shapes: list[tuple[int, ...]], has_channel_table: bool) ->
     return per_group * groups, out
 
 
-def ort_kind(op: str, inputs: list[list[int]], output: list[int], stem_channels: int) -> str:
+def ort_kind(op: str, inputs: list[list[int]], output: list[int]) -> str:
     if op in ("Conv", "FusedConv"):
-        return conv_kind(tuple(inputs[1]), inputs[0][1], output[1], output[2] * output[3], stem_channels)
+        return conv_kind(tuple(inputs[1]), inputs[0][1], output[1], output[2] * output[3])
     if op == "MaxPool":
         return "stem (conv 3x3 + max pool)"
     if op in ("Gemm", "MatMul"):
@@ -67,7 +68,7 @@ def ort_kind(op: str, inputs: list[list[int]], output: list[int], stem_channels:
     return "data movement (layout, shuffle, concat, pool)" if op in MOVEMENT_OPS else f"other ({op})"
 
 
-def tvm_kind(name: str, shapes: list[tuple[int, ...]], has_channel_table: bool, stem_channels: int) -> str:
+def tvm_kind(name: str, shapes: list[tuple[int, ...]], has_channel_table: bool) -> str:
     if name.startswith("stem_conv_pool"):
         return "stem (conv 3x3 + max pool)"
     if "matmul" in name or "dense" in name:
@@ -77,11 +78,11 @@ def tvm_kind(name: str, shapes: list[tuple[int, ...]], has_channel_table: bool, 
     if "conv" in name and len(shapes) >= 3 and len(shapes[0]) == 4:
         out = shapes[-1]
         cin, cout = tvm_conv_channels(shapes, has_channel_table)
-        return conv_kind(shapes[1], cin, cout, out[2] * out[3], stem_channels)
+        return conv_kind(shapes[1], cin, cout, out[2] * out[3])
     return "data movement (layout, shuffle, concat, pool)"
 
 
-def ort_node_times(profile: Path, skip: int, stem_channels: int) -> dict[str, tuple[str, list[float]]]:
+def ort_node_times(profile: Path, skip: int) -> dict[str, tuple[str, list[float]]]:
     """node name -> (kind, its per-run times in us) from an ONNX Runtime profile, the first `skip` runs dropped."""
     times: dict[str, list[float]] = defaultdict(list)
     kinds: dict[str, str] = {}
@@ -93,7 +94,7 @@ def ort_node_times(profile: Path, skip: int, stem_channels: int) -> dict[str, tu
         if node not in kinds:
             shapes = [list(next(iter(s.values()))) for s in args.get("input_type_shape", [])]
             output = [list(next(iter(s.values()))) for s in args.get("output_type_shape", [])]
-            kinds[node] = ort_kind(args.get("op_name", ""), shapes, output[0] if output else [], stem_channels)
+            kinds[node] = ort_kind(args.get("op_name", ""), shapes, output[0] if output else [])
     return {node: (kinds[node], runs[skip:]) for node, runs in times.items()}
 
 
@@ -107,7 +108,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import onnxruntime as ort
-    import torch
 
     from shuffletvm import runtime
     from shuffletvm.bench.runtimes import Context, onnxruntime_session, set_thread_env
@@ -117,7 +117,6 @@ def main() -> None:
     threads = 2
     set_thread_env(threads)
     model = create_model(args.model).eval()
-    stem_channels = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).out_channels
     x = np.random.default_rng(0).random((args.batch, 3, 224, 224), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Context(model=model, name=args.model, example=x, threads=threads, workdir=Path(tmp))
@@ -151,7 +150,7 @@ def main() -> None:
                     start = time.perf_counter()
                     func(*kernel_args)
                     in_sequence[i].append(time.perf_counter() - start)
-        nodes = ort_node_times(Path(profiled.end_profiling()), args.runs, stem_channels)
+        nodes = ort_node_times(Path(profiled.end_profiling()), args.runs)
 
     ort_sum: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for kind, runs in nodes.values():
@@ -162,7 +161,7 @@ def main() -> None:
         table = any(str(getattr(a, "dtype", "")) == "int32" for a in kernel_args)
         shapes = [tuple(int(s) for s in a.shape) for a in kernel_args  # the tensors, not a channel table
                   if hasattr(a, "shape") and str(a.dtype) != "int32"]
-        kind = tvm_kind(re.sub(r"\d+$", "", name), shapes, table, stem_channels)
+        kind = tvm_kind(re.sub(r"\d+$", "", name), shapes, table)
         tvm_sum[kind][0] += float(np.median(times)) * 1e6
         tvm_sum[kind][1] += 1
     ort_ms, tvm_ms = (np.median(end_to_end[k]) * 1e3 for k in ("onnxruntime", "tvm"))
