@@ -32,6 +32,7 @@ WITHOUT = {  # --without: the other build's options, and what it is
     "grouped": ({"partition_grouped": False}, "with grouped convs split by channels"),
     "concat": ({"produce_into_concat": False}, "without ProduceIntoConcat"),
     "stem": ({"fuse_stem": False}, "without FuseStemConvPool"),
+    "expand": ({"fuse_expand_depthwise": False}, "without FuseExpandDepthwise"),
     "tuning": ({"use_tuning_logs": False}, "with hand schedules only"),
 }
 SORT = {  # --sort: the table's first rows

@@ -1506,3 +1506,195 @@ def test_fuse_stem_conv_pool_on_the_models():
             result = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
             outs.append(result[0].numpy() if isinstance(result, tvm.ir.Array) else result.numpy())
         np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4 * np.abs(outs[1]).max())
+
+
+# -------------------------------------------------------------------------------------------- FuseExpandDepthwise
+
+def _expand_depthwise(batch: int = 1, in_channels: int = 6, channels: int = 10, height: int = 8, width: int = 12,
+                      expand: dict | None = None, depthwise: dict | None = None, bias: str | None = "const",
+                      reuse: str | None = None, kernel: int = 1) -> tvm.IRModule:
+    """main(x) = depthwise3x3_stride2(relu(conv1x1(x, W1) + b1), Wd) + b2, a stride-2 unit's main branch as
+    FoldBatchNorm leaves it; `bias="reshape"`: the biases as the ONNX importer writes a Conv's, reshape(B [C],
+    [1, C, 1, 1]); `reuse`: that intermediate also returned."""
+    x = relax.Var("x", _t(batch, in_channels, height, width))
+    expand = {"strides": 1, "padding": 0, **(expand or {})}
+    depthwise = {"strides": 2, "padding": 1, "groups": channels, **(depthwise or {})}
+    w1 = _const(channels, in_channels // expand.get("groups", 1), kernel, kernel)
+    wd = _const(channels, channels // depthwise["groups"], 3, 3)
+
+    def add_bias(bb, y):
+        if bias == "const":
+            return bb.emit(relax.op.add(y, _const(1, channels, 1, 1)))
+        if bias == "reshape":
+            return bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(_const(channels), (1, channels, 1, 1)))))
+        return y
+
+    def body(bb, x):
+        values = {"conv": bb.emit(relax.op.nn.conv2d(x, w1, **expand))}
+        values["add"] = add_bias(bb, values["conv"])
+        values["relu"] = bb.emit(relax.op.nn.relu(values["add"]))
+        values["depthwise"] = bb.emit(relax.op.nn.conv2d(values["relu"], wd, **depthwise))
+        out = add_bias(bb, values["depthwise"])
+        return relax.Tuple([out, values[reuse]]) if reuse else out
+
+    return _module([x], body)
+
+
+def _fuse_expand(mod: tvm.IRModule, target=TARGET) -> tuple[tvm.IRModule, Counter]:
+    from shuffletvm.passes import FuseExpandDepthwise
+
+    counters: Counter = Counter()
+    with target:
+        return FuseExpandDepthwise(target, counters)(mod), counters
+
+
+def _expand_depthwise_reference(x: np.ndarray, w1: np.ndarray, b1: np.ndarray, wd: np.ndarray,
+                                b2: np.ndarray) -> np.ndarray:
+    import torch
+
+    t = torch.from_numpy
+    y = torch.relu(torch.nn.functional.conv2d(t(x), t(w1), t(b1.reshape(-1))))
+    return torch.nn.functional.conv2d(y, t(wd), t(b2.reshape(-1)), stride=2, padding=1, groups=wd.shape[0]).numpy()
+
+
+def _expand_depthwise_params(mod: tvm.IRModule) -> list[np.ndarray]:
+    """W1, b1, Wd, b2 of `_expand_depthwise(bias="const")`'s module."""
+    conv, add1, _relu, depthwise, add2 = (b.value for b in mod["main"].body.blocks[0].bindings[:5])
+    return [conv.args[1].value.numpy(), add1.args[1].value.numpy(), depthwise.args[1].value.numpy(),
+            add2.args[1].value.numpy()]
+
+
+def test_fuse_expand_depthwise_before_expected():
+    """conv 1x1 -> add -> ReLU -> depthwise 3x3 stride 2 -> add becomes one call of the hand-written kernel, its
+    weights packed ([Cin, Cp], [3, 3, Cp]) and its biases flat and zero-padded to whole vectors (10 -> 16
+    channels with AVX-512) at compile time; the output matches PyTorch and the unfused module."""
+    from shuffletvm.kernels.expand_depthwise import ExpandDepthwiseSpec, expand_depthwise, pack_weights
+    from shuffletvm.passes.partition_rows_across_cores import cores_of
+    from shuffletvm.schedules._common import vector_lanes
+
+    before = _expand_depthwise()
+    w1, b1, wd, b2 = _expand_depthwise_params(before)
+    lanes = vector_lanes(TARGET)
+    packed = pack_weights(w1, b1, wd, b2, lanes)
+    assert [a.shape for a in packed] == [(6, 16), (16,), (3, 3, 16), (16,)]
+    bb = relax.BlockBuilder()
+    kernel = bb.add_func(expand_depthwise(ExpandDepthwiseSpec(1, 6, 8, 12, 10), lanes, cores_of(TARGET)),
+                         "expand_depthwise")
+    x = relax.Var("x", _t(1, 6, 8, 12))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.call_tir(kernel, [x, *(relax.const(a) for a in packed)], _t(1, 10, 4, 6)))
+        bb.emit_func_output(out)
+    expected = bb.get()
+
+    after, counters = _fuse_expand(before)
+    tvm.ir.assert_structural_equal(after, expected)
+    assert counters["FuseExpandDepthwise"] == 1 and counters["FuseExpandDepthwise.bytes"] == 2 * 10 * 8 * 12 * 4
+    data = RNG.standard_normal((1, 6, 8, 12)).astype(np.float32)
+    reference = _expand_depthwise_reference(data, w1, b1, wd, b2)
+    for mod in (before, after):
+        np.testing.assert_allclose(_run(mod, data)[0], reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lanes", [16, 8, 4])
+@pytest.mark.parametrize("batch, in_channels, channels, height, width, cores", [
+    (1, 24, 58, 56, 56, 2), (1, 116, 116, 28, 28, 2), (1, 13, 20, 14, 14, 2), (3, 5, 7, 6, 4, 2),
+    (2, 8, 33, 10, 8, 4), (4, 16, 12, 8, 8, 2), (1, 3, 5, 10, 10, 1)])
+def test_expand_depthwise_kernel_matches_pytorch(batch, in_channels, channels, height, width, cores, lanes):
+    """The kernel for every vector width the targets have, channels padded to whole vectors (58 -> 64, 7 -> 8,
+    33 -> 36/40/48), register tiles of 1-14 pixels, bands of output rows per image (batch 1 on 2 cores, batch 3
+    on 2: 2 bands each, the conv row above a band computed on both; batch 1 on 1 core: one band) and whole
+    images (batch 2 on 4 cores: 2 bands; batch 4 on 2: 1), V2 1.0x's 56x56 and 28x28 units among them."""
+    from shuffletvm.kernels.expand_depthwise import ExpandDepthwiseSpec, expand_depthwise, pack_weights
+
+    spec = ExpandDepthwiseSpec(batch, in_channels, height, width, channels)
+    x = RNG.standard_normal((batch, in_channels, height, width)).astype(np.float32)
+    w1 = RNG.standard_normal((channels, in_channels, 1, 1)).astype(np.float32)
+    wd = RNG.standard_normal((channels, 1, 3, 3)).astype(np.float32)
+    b1, b2 = (RNG.standard_normal(channels).astype(np.float32) for _ in range(2))
+    out = _run_kernel(expand_depthwise(spec, lanes, cores), [x, *pack_weights(w1, b1, wd, b2, lanes)],
+                      spec.out_shape)
+    np.testing.assert_allclose(out, _expand_depthwise_reference(x, w1, b1, wd, b2), rtol=1e-4, atol=1e-4)
+
+
+def test_expand_depthwise_conv_tile_fits_the_registers():
+    """The 1x1 conv's register tile: B channel vectors dividing the vectors, J pixels dividing the row, J x B
+    accumulators + B weights + 1 broadcast within the registers (AVX2 16, AVX-512 and NEON 32)."""
+    from shuffletvm.kernels.expand_depthwise import conv_tile, registers
+
+    for lanes in (16, 8, 4):
+        for vectors in range(1, 31):
+            for width in (4, 6, 7, 14, 28, 56, 112):
+                b, j = conv_tile(vectors, width, lanes)
+                assert vectors % b == 0 and width % j == 0 and j * b + b + 1 <= registers(lanes)
+    assert conv_tile(4, 56, 16) == (4, 4) and conv_tile(15, 14, 16) == (3, 7) and conv_tile(8, 56, 8) == (2, 4)
+
+
+def test_fuse_expand_depthwise_takes_the_onnx_importers_bias():
+    """Both biases as `reshape(B, [1, C, 1, 1])` (how the ONNX importer writes a Conv's bias): fused all the
+    same, the reshapes left to dead-code elimination, the output as PyTorch's."""
+    before = _expand_depthwise(bias="reshape", channels=12)
+    after, counters = _fuse_expand(before)
+    assert counters["FuseExpandDepthwise"] == 1
+    assert [gv.name_hint for gv, f in after.functions.items() if isinstance(f, tvm.tirx.PrimFunc)] == [
+        "expand_depthwise"]
+    bindings = before["main"].body.blocks[0].bindings
+    w1, b1 = bindings[0].value.args[1].value.numpy(), bindings[1].value.args[0].value.numpy()
+    wd, b2 = bindings[4].value.args[1].value.numpy(), bindings[5].value.args[0].value.numpy()
+    data = RNG.standard_normal((1, 6, 8, 12)).astype(np.float32)
+    np.testing.assert_allclose(_run(after, data)[0], _expand_depthwise_reference(data, w1, b1, wd, b2),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["depthwise-stride-1", "depthwise-not-depthwise", "expand-3x3", "expand-grouped",
+                                  "expand-stride-2", "no-bias", "conv-used-again", "relu-used-again",
+                                  "depthwise-used-again", "odd-plane", "gpu"])
+def test_fuse_expand_depthwise_near_misses_unchanged(case):
+    """A depthwise conv at stride 1 (the stride-1 units': their 1x1 conv's output stays in cache) or with fewer
+    groups than channels; a 3x3, grouped (V1's later stages) or strided first conv; no biases; an intermediate
+    also used elsewhere (it would still be computed); an odd plane (`ExpandDepthwiseSpec.supported`); a GPU
+    target."""
+    target = TARGET
+    mod = {
+        "depthwise-stride-1": lambda: _expand_depthwise(depthwise={"strides": 1}),
+        "depthwise-not-depthwise": lambda: _expand_depthwise(depthwise={"groups": 5}),
+        "expand-3x3": lambda: _expand_depthwise(kernel=3, expand={"padding": 1}),
+        "expand-grouped": lambda: _expand_depthwise(expand={"groups": 2}),
+        "expand-stride-2": lambda: _expand_depthwise(expand={"strides": 2}, height=16, width=24),
+        "no-bias": lambda: _expand_depthwise(bias=None),
+        "conv-used-again": lambda: _expand_depthwise(reuse="conv"),
+        "relu-used-again": lambda: _expand_depthwise(reuse="relu"),
+        "depthwise-used-again": lambda: _expand_depthwise(reuse="depthwise"),
+        "odd-plane": lambda: _expand_depthwise(height=7),
+        "gpu": _expand_depthwise,
+    }[case]()
+    if case == "gpu":
+        target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
+    after, counters = _fuse_expand(mod, target)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["FuseExpandDepthwise"] == 0
+
+
+def test_fuse_expand_depthwise_on_the_models():
+    """Every stride-2 unit whose first 1x1 conv is ungrouped, fused on x86: V2's three (its 56x56, 28x28 and
+    14x14 stages open so), V1's first (ungrouped in the paper: 24 input channels); the pair's kernels gone, the
+    model's output as without the pass to float rounding."""
+    import tvm.runtime.vm
+
+    from shuffletvm.build import load_graph
+    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+
+    for model, fused in (("shufflenet_v1_g3_x0_5", 1), ("shufflenet_v2_x0_5", 3)):
+        graph = load_graph(model)
+        options = PipelineOptions()
+        *_, (_phase, legalized) = run_phases(graph.mod, TARGET, options, until="legalize")
+        names = [gv.name_hint for gv, f in legalized.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+        assert options.stats["FuseExpandDepthwise"] == fused, (model, options.stats)
+        assert "expand_depthwise" in names, names
+        data = RNG.standard_normal(graph.input_shape).astype(np.float32)
+        outs = []
+        for fuse in (True, False):
+            executable = compile_module(graph.mod, TARGET, PipelineOptions(fuse_expand_depthwise=fuse))
+            result = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
+            outs.append(result[0].numpy() if isinstance(result, tvm.ir.Array) else result.numpy())
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4 * np.abs(outs[1]).max())

@@ -46,6 +46,7 @@ class BuildConfig:
     partition_grouped: bool = True  # ... and grouped convs (V1) as the dense ones
     produce_into_concat: bool = True  # CPUs: a concat's inputs written into its buffer by their kernels
     fuse_stem: bool = True  # CPUs: the stem's conv -> ReLU -> max pool as one kernel
+    fuse_expand_depthwise: bool = True  # CPUs: a stride-2 unit's 1x1 conv -> depthwise conv as one kernel
 
 
 @dataclass
@@ -158,7 +159,8 @@ def build(config: BuildConfig) -> BuildResult:
                               partition_rows=config.partition_rows, partition_images=config.partition_images,
                               partition_grouped=config.partition_grouped,
                               rows_ratio=rows_ratio, produce_into_concat=config.produce_into_concat,
-                              fuse_stem=config.fuse_stem)
+                              fuse_stem=config.fuse_stem,
+                              fuse_expand_depthwise=config.fuse_expand_depthwise)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats

@@ -29,6 +29,7 @@ from .passes import (
     FoldBatchNorm,
     FoldShuffleIntoGroupedConv,
     FuseConcatShuffleSplit,
+    FuseExpandDepthwise,
     FuseStemConvPool,
     KeepIdentityInPlace,
     PackConv1x1Weights,
@@ -72,6 +73,9 @@ class PipelineOptions:
     # CPUs: the stem's conv -> ReLU -> max pool as one kernel, its conv output never in memory
     # (passes/fuse_stem_conv_pool.py).
     fuse_stem: bool = True
+    # CPUs: a stride-2 unit's 1x1 conv -> ReLU -> depthwise conv as one kernel, the 1x1 conv's output never in
+    # memory (passes/fuse_expand_depthwise.py).
+    fuse_expand_depthwise: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -108,11 +112,14 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
         # weights on x86, where that measured faster than NCHW (passes/pack_conv1x1_weights.py), and the
         # classifier's in tiles of columns, each one contiguous (passes/pack_matmul_weights.py); activations stay
         # NCHW. Channels: V2's identity half stays where it is, one buffer per stage, the shuffles become
-        # compile-time channel maps absorbed by the convs (passes/keep_identity_in_place.py; CPUs).
+        # compile-time channel maps absorbed by the convs (passes/keep_identity_in_place.py; CPUs). Last, on CPUs,
+        # each stride-2 unit's 1x1 conv + ReLU and the depthwise conv reading it as one hand-written kernel
+        # (passes/fuse_expand_depthwise.py).
         Phase("layout", tvm.transform.Sequential([
             PackConv1x1Weights(target, options.stats),
             PackMatmulWeights(target, options.stats),
             KeepIdentityInPlace(target, options.stats),
+            *([FuseExpandDepthwise(target, options.stats)] if options.fuse_expand_depthwise else []),
         ])),
         # Relax ops -> TensorIR, operator fusion: the kernels, unscheduled (what tuning sees).
         Phase("legalize", tvm.transform.Sequential(tvm_compat.without_default_schedules(stock["legalize"]))),
