@@ -11,7 +11,9 @@ medians come first, from interleaved rounds with ONNX Runtime's profiling off, t
 profiling session (one session at a time: two sessions' spinning threads would contend for the 2 cores).
 What counts as data movement differs: ONNX Runtime's reorders into and out of NCHWc, its shuffles
 (Reshape/Transpose), concats and pools; shuffletvm's concat/shuffle kernels and pools (most of its shuffles are
-folded into the convs, and its concats written in place).
+folded into the convs, and its concats written in place). A stride-2 unit's 1x1 conv and depthwise conv that
+shuffletvm runs as one kernel (FuseExpandDepthwise) get a row of their own; ONNX Runtime's two nodes stay in their
+rows.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def tvm_kind(name: str, shapes: list[tuple[int, ...]], has_channel_table: bool) 
         return "classifier"
     if name.startswith("mean"):
         return "global pool"
+    if name.startswith("expand_depthwise"):  # FuseExpandDepthwise's: ONNX Runtime's two nodes stay in their rows
+        side, out_side = shapes[0][2], shapes[-1][2]
+        return f"1x1 conv @{side}x{side} + depthwise 3x3 -> {out_side}x{out_side}, one kernel"
     if "conv" in name and len(shapes) >= 3 and len(shapes[0]) == 4:
         out = shapes[-1]
         cin, cout = tvm_conv_channels(shapes, has_channel_table)

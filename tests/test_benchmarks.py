@@ -17,17 +17,18 @@ def test_every_benchmark_script_imports():
     scripts = sorted(p.stem for p in BENCHMARKS.glob("*.py"))
     assert len(scripts) > 10, scripts
     code = "import importlib, sys\nsys.path.insert(0, '.')\nfor name in sys.argv[1:]:\n    importlib.import_module(name)"
-    proc = subprocess.run([sys.executable, "-c", code, *scripts], cwd=BENCHMARKS, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code, *scripts], cwd=BENCHMARKS, capture_output=True, text=True, check=False,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_vendor_layers_kinds():
     """A 3x3 conv reading the image's 3 channels is the stem, whatever ONNX Runtime padded its output channels to
-    (24 -> 32 in its blocked layout); depthwise convs by output plane; 1x1 convs by direction and plane."""
+    (24 -> 32 in its blocked layout); depthwise convs by output plane; 1x1 convs by direction and plane;
+    FuseExpandDepthwise's kernel a row of its own."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        from vendor_layers import conv_kind
+        from vendor_layers import conv_kind, tvm_kind
     finally:
         sys.path.remove(str(BENCHMARKS))
     assert conv_kind((24, 3, 3, 3), 3, 32, 112 * 112) == "stem (conv 3x3 + max pool)"
@@ -36,3 +37,5 @@ def test_vendor_layers_kinds():
     assert conv_kind((60, 24, 1, 1), 24, 60, 56 * 56) == "1x1 conv expand @56x56"
     assert conv_kind((60, 80, 1, 1), 240, 60, 28 * 28) == "1x1 conv compress @28x28"
     assert conv_kind((116, 116, 1, 1), 116, 116, 14 * 14) == "1x1 conv same @14x14"
+    fused = [(1, 24, 56, 56), (24, 64), (64,), (3, 3, 64), (64,), (1, 58, 28, 28)]
+    assert tvm_kind("expand_depthwise", fused, False) == "1x1 conv @56x56 + depthwise 3x3 -> 28x28, one kernel"
