@@ -1,5 +1,5 @@
-"""What the graph passes share: the Relax functions they rewrite, dataflow bindings, and the channel-shuffle
-chain as both importers emit it, checked."""
+"""What the graph passes share: the Relax functions they rewrite, dataflow bindings, a conv's integer attributes
+and bias, and the channel-shuffle chain as both importers emit it, checked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from tvm import relax
-from tvm.relax.dpl import is_op, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
 
 
 def graph_functions(mod: Any) -> list[tuple[Any, relax.Function]]:
@@ -26,6 +26,18 @@ def shape_of(expr: relax.Expr) -> list[int] | None:
         return [int(v) for v in ty.shape.values]
     except (TypeError, AttributeError):
         return None
+
+
+def ints(values: Any) -> list[int]:
+    """An op attribute's integers (strides, padding, pool size) as Python ints."""
+    return [int(v) for v in values]
+
+
+def conv_bias() -> tuple[Any, Any]:
+    """(the constant, the pattern of a conv's bias: that constant as FoldBatchNorm leaves it, or as the ONNX
+    importer writes a Conv's bias, `reshape(B, [1, C, 1, 1])`)."""
+    value = is_const()
+    return value, value | is_op("relax.reshape")(value, wildcard())
 
 
 def unit_stride_nchw(attrs: Any) -> bool:

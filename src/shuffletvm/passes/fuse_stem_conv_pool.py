@@ -33,23 +33,19 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from ..kernels.stem_conv_pool import StemSpec, pack_weight, stem_conv_pool
-from ._shuffle_pattern import Bindings, graph_functions, shape_of
-
-
-def _ints(values: Any) -> list[int]:
-    return [int(v) for v in values]
+from ._shuffle_pattern import Bindings, conv_bias, graph_functions, ints, shape_of
 
 
 def _stem_conv(attrs: Any) -> bool:
     return (attrs.data_layout == "NCHW" and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
-            and _ints(attrs.strides) == [2, 2] and _ints(attrs.padding) == [1, 1, 1, 1]
-            and _ints(attrs.dilation) == [1, 1] and int(attrs.groups) == 1
+            and ints(attrs.strides) == [2, 2] and ints(attrs.padding) == [1, 1, 1, 1]
+            and ints(attrs.dilation) == [1, 1] and int(attrs.groups) == 1
             and (attrs.out_dtype in ("", None) or str(attrs.out_dtype) == "float32"))
 
 
 def _stem_pool(attrs: Any) -> bool:
-    return (_ints(attrs.pool_size) == [3, 3] and _ints(attrs.strides) == [2, 2]
-            and _ints(attrs.padding) == [1, 1, 1, 1] and _ints(attrs.dilation) == [1, 1] and not attrs.ceil_mode
+    return (ints(attrs.pool_size) == [3, 3] and ints(attrs.strides) == [2, 2]
+            and ints(attrs.padding) == [1, 1, 1, 1] and ints(attrs.dilation) == [1, 1] and not attrs.ceil_mode
             and attrs.layout == "NCHW" and attrs.out_layout == "NCHW")
 
 
@@ -60,9 +56,8 @@ class FuseStemConvPool:
     def __init__(self, target: Any, counters: Counter | None = None) -> None:
         self.target = target
         self.counters = counters if counters is not None else Counter()
-        self.data, self.weight, self.bias_value = wildcard(), is_const(), is_const()
-        # the bias as FoldBatchNorm leaves it, or as the ONNX importer writes a Conv's bias: reshape(B, [1, C, 1, 1])
-        self.bias = self.bias_value | is_op("relax.reshape")(self.bias_value, wildcard())
+        self.data, self.weight = wildcard(), is_const()
+        self.bias_value, self.bias = conv_bias()
         self.conv = is_op("relax.nn.conv2d")(self.data, self.weight)
         self.add = is_op("relax.add")(self.conv, self.bias)
         self.relu = is_op("relax.nn.relu")(self.add)
