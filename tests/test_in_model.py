@@ -21,7 +21,7 @@ from .conftest import assert_user_error, cli, image
 
 X86 = resolve_target("x86")
 MODEL = "shufflenet_v2_x0_5"
-KERNEL = "fused_conv2d1_add_relu"  # the first unit's first 1x1 conv (24 -> 24 channels on 56x56)
+KERNEL = "fused_conv2d1_add_relu"  # the first unit's branch-1 1x1 conv (24 -> 24 channels on 28x28)
 
 
 def _kernel_task(batch: int = 1):

@@ -1484,13 +1484,27 @@ def test_fuse_stem_conv_pool_near_misses_unchanged(case):
     assert counters["FuseStemConvPool"] == 0
 
 
+def _assert_same_with_and_without(graph, option: str) -> None:
+    """The model built for the host with the pass `option` (a PipelineOptions flag) on and off computes the same
+    output to float rounding."""
+    import tvm.runtime.vm
+
+    from shuffletvm.pipeline import PipelineOptions, compile_module
+
+    data = RNG.standard_normal(graph.input_shape).astype(np.float32)
+    outs = []
+    for on in (True, False):
+        executable = compile_module(graph.mod, TARGET, PipelineOptions(**{option: on}))
+        result = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
+        outs.append(result[0].numpy() if isinstance(result, tvm.ir.Array) else result.numpy())
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4 * np.abs(outs[1]).max())
+
+
 def test_fuse_stem_conv_pool_on_the_models():
     """V1's and V2's stems (BatchNorm folded) fused on x86: one kernel fewer, the stem kernel in the module,
     the model's output as without the pass to float rounding."""
-    import tvm.runtime.vm
-
     from shuffletvm.build import load_graph
-    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+    from shuffletvm.pipeline import PipelineOptions, run_phases
 
     for model in ("shufflenet_v1_g3_x0_5", "shufflenet_v2_x0_5"):
         graph = load_graph(model)
@@ -1499,13 +1513,7 @@ def test_fuse_stem_conv_pool_on_the_models():
         names = [gv.name_hint for gv, f in legalized.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
         assert options.stats["FuseStemConvPool"] == 1, (model, options.stats)
         assert "stem_conv_pool" in names and not [n for n in names if "max_pool2d" in n], names
-        data = RNG.standard_normal(graph.input_shape).astype(np.float32)
-        outs = []
-        for fuse in (True, False):
-            executable = compile_module(graph.mod, TARGET, PipelineOptions(fuse_stem=fuse))
-            result = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
-            outs.append(result[0].numpy() if isinstance(result, tvm.ir.Array) else result.numpy())
-        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4 * np.abs(outs[1]).max())
+        _assert_same_with_and_without(graph, "fuse_stem")
 
 
 # -------------------------------------------------------------------------------------------- FuseExpandDepthwise
@@ -1676,25 +1684,19 @@ def test_fuse_expand_depthwise_near_misses_unchanged(case):
 
 
 def test_fuse_expand_depthwise_on_the_models():
-    """Every stride-2 unit whose first 1x1 conv is ungrouped, fused on x86: V2's three (its 56x56, 28x28 and
-    14x14 stages open so), V1's first (ungrouped in the paper: 24 input channels); the pair's kernels gone, the
-    model's output as without the pass to float rounding."""
-    import tvm.runtime.vm
-
+    """Every stride-2 unit whose first 1x1 conv is ungrouped, fused on x86: V2's three (56x56, 28x28, 14x14) with
+    AVX-512, two with AVX2 (the layout phase packs the 14x14 one first); V1's first (ungrouped in the paper: 24
+    input channels; its later ones are grouped). The fused kernels in the module, the model's output as without
+    the pass to float rounding."""
     from shuffletvm.build import load_graph
-    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+    from shuffletvm.pipeline import PipelineOptions, run_phases
 
-    for model, fused in (("shufflenet_v1_g3_x0_5", 1), ("shufflenet_v2_x0_5", 3)):
+    for model, fused in (("shufflenet_v1_g3_x0_5", {AVX512: 1, AVX2: 1}), ("shufflenet_v2_x0_5", {AVX512: 3, AVX2: 2})):
         graph = load_graph(model)
-        options = PipelineOptions()
-        *_, (_phase, legalized) = run_phases(graph.mod, TARGET, options, until="legalize")
-        names = [gv.name_hint for gv, f in legalized.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
-        assert options.stats["FuseExpandDepthwise"] == fused, (model, options.stats)
-        assert "expand_depthwise" in names, names
-        data = RNG.standard_normal(graph.input_shape).astype(np.float32)
-        outs = []
-        for fuse in (True, False):
-            executable = compile_module(graph.mod, TARGET, PipelineOptions(fuse_expand_depthwise=fuse))
-            result = tvm.runtime.vm.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(data))
-            outs.append(result[0].numpy() if isinstance(result, tvm.ir.Array) else result.numpy())
-        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4 * np.abs(outs[1]).max())
+        for target, count in fused.items():
+            options = PipelineOptions()
+            *_, (_phase, legalized) = run_phases(graph.mod, target, options, until="legalize")
+            names = [gv.name_hint for gv, f in legalized.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+            assert options.stats["FuseExpandDepthwise"] == count, (model, target, options.stats)
+            assert sum(n.startswith("expand_depthwise") for n in names) == count, names
+        _assert_same_with_and_without(graph, "fuse_expand_depthwise")
