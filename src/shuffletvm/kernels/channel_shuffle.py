@@ -21,8 +21,8 @@ import tvm
 from tvm import te, tirx
 
 from .. import tvm_compat
+from . import OPAQUE
 
-OPAQUE = 8  # relax OpPatternKind::kOpaque
 GPU_THREADS = 256
 
 

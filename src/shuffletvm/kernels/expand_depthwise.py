@@ -42,8 +42,7 @@ import numpy as np
 from tvm import tirx
 
 from .. import tvm_compat
-
-OPAQUE = 8  # relax OpPatternKind::kOpaque
+from . import OPAQUE
 
 
 def registers(lanes: int) -> int:

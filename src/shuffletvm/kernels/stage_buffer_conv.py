@@ -26,9 +26,9 @@ from typing import Any
 
 from tvm import te, tirx
 
+from . import OPAQUE
 from .shuffled_group_conv import OUT_EWISE_FUSABLE, i64
 
-OPAQUE = 8
 CONV_BLOCK = "conv2d_nchw"
 
 

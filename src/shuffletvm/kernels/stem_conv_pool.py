@@ -36,8 +36,8 @@ import numpy as np
 from tvm import tirx
 
 from .. import tvm_compat
+from . import OPAQUE
 
-OPAQUE = 8  # relax OpPatternKind::kOpaque
 ACCUMULATORS = 14  # vector registers for the accumulators (of 16 with AVX2 / 32 with AVX-512 and NEON)
 MAX_PIXELS = 8  # pixels per register block: 7 measured best with 24 channels in 16 + 8 lanes (AVX-512)
 
