@@ -42,12 +42,7 @@ import numpy as np
 from tvm import tirx
 
 from .. import tvm_compat
-from . import OPAQUE
-
-
-def registers(lanes: int) -> int:
-    """Vector registers of the targets with `lanes` fp32 lanes: AVX2 16 (8 lanes); AVX-512 and NEON 32."""
-    return 16 if lanes == 8 else 32
+from . import OPAQUE, registers
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,201 @@
+"""The grouped 1x1 conv that ends a ShuffleNet V1 unit (+ bias + residual + ReLU) and the grouped 1x1 conv that
+starts the next unit (+ bias + ReLU), as one kernel on CPUs, a chunk of pixels at a time.
+
+V1's stride-1 unit (Zhang et al. 2018, Figure 2b) ends `relu(x + GConv(shuffle(DWConv(GConv(x)))))`, and the next
+unit's first GConv reads that sum at once. At the 28x28 stage the sum is 0.75 MB per image (V1 g3: 240
+channels), written by one kernel and read back whole by the next, and in a running model the second kernel pays
+for where the kernels before it left its data: on the 2-core Intel VM, V1 g3's 28x28 compress conv (240 -> 60, 3
+groups) ran 39-43 us warm, 48 us right after the conv that wrote its input, 96 us after the eight kernels before
+it, and 80-100 us in the model's sequence (kernel calls replayed as in `benchmarks/sequence_profile.py`). Here
+each core runs both convs over a chunk of its pixels: the first conv's output for every channel is written out
+(the next unit's residual) and kept in a per-core buffer, [channels, chunk pixels], which the second conv reads
+back at once.
+
+    for task in parallel(N * bands):             # image n, the pixel tiles whose first row is in the band
+      for chunk in band:                         # `chunk` tiles of `lanes` consecutive pixels (y * W + x)
+        for each block of T1 output channels:    # within one group
+          for tile in chunk:
+            acc[T1][lanes] = sum over the group's inputs t of W1[o, t] * y[n, perm(group * Cg1 + t), tile]
+            out[n, o, tile] = stage[o, tile] = relu(acc + b1 + residual[n, o, tile])
+        for each block of T2 output channels of the second conv:
+          for tile in chunk:
+            next[n, o, tile] = relu(sum over its group's inputs t of W2[o, t] * stage[group * Cg2 + t, tile] + b2)
+
+The first conv reads its input through the channel shuffle before it (`perm`, as kernels/shuffled_group_conv.py
+does: no data moves for it). Each accumulator is a vector of `lanes` pixels and each step one broadcast weight
+times one vector (every lane its own sum, in the reduction's order, as the separate kernels sum), `T` channels of
+one group at a time, `T` the largest divisor of a group's output channels that fits the accumulator registers
+(schedules/grouped_conv1x1.py's `ACCUMULATORS`). A chunk is as many tiles as keep the buffer within `STAGE_BYTES`
+(256 KB: V1 g3's 240 channels 17 tiles of 16 pixels, g8's 384 10), so each channel's loads and stores run
+along its plane for several cache lines, which the prefetchers follow. One tile a chunk (15 KB, in L1) ran slower
+in the model: V1 g8 0.99-1.00x end to end against the separate kernels, V1 g3 0.94-0.95x (three runs each); 7
+tiles 0.99x and 0.93x; 10-17 tiles 0.96x and 0.93x; a whole band (25 tiles) 0.995x and 0.92x
+(`benchmarks/ab_modules.py`, paired ratios). The bands are the rows PartitionRowsAcrossCores gives each core (`band(h) = min(h // ceil(H /
+bands), bands - 1)` of a tile's first row), so the depthwise conv after the kernel, which follows those rows,
+reads what its own core wrote; at batch N a multiple of the cores, whole images.
+
+Needs a plane of whole vectors of pixels (x86: 28x28; NEON also 14x14). V1 g3's 28x28 pair, one tile a chunk,
+replayed in the model's sequence: 103-120 us against 152-163 us for the two tuned kernels it replaces, warm
+94-103 against 100-155 (passes/fuse_grouped_conv_pair.py has the models' numbers).
+
+Hand-written and already scheduled (`tirx.is_scheduled`): not a tuning task. CPUs only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from tvm import tirx
+
+from .. import tvm_compat
+from . import OPAQUE, SPLIT_ROWS, registers
+
+STAGE_BYTES = 256 * 1024  # a chunk's first-conv output, which the second conv reads back (from L2)
+
+
+@dataclass(frozen=True)
+class GroupedConvPairSpec:
+    batch: int
+    in_channels: int  # the first conv's input (the depthwise conv's output)
+    channels: int  # the first conv's output, the residual's and the second conv's input
+    height: int
+    width: int
+    groups: int  # the first conv's
+    shuffle_groups: int  # of the shuffle the first conv reads through (1: none)
+    next_channels: int  # the second conv's output
+    next_groups: int
+    dtype: str = "float32"
+
+    def supported(self, lanes: int) -> str | None:
+        """Why the kernel cannot compute this pair with `lanes`-wide vectors, or None."""
+        if (self.height * self.width) % lanes:
+            return f"plane {self.height}x{self.width} not whole vectors of {lanes} pixels"
+        if self.dtype != "float32":
+            return f"dtype {self.dtype}"
+        for channels, groups, outputs in ((self.in_channels, self.groups, self.channels),
+                                          (self.channels, self.next_groups, self.next_channels)):
+            if channels % groups or outputs % groups:
+                return f"{channels} -> {outputs} channels in {groups} groups"
+        if self.in_channels % self.shuffle_groups:
+            return f"{self.in_channels} channels shuffled in {self.shuffle_groups} groups"
+        return None
+
+
+def accumulators(lanes: int) -> int:
+    """Accumulator registers of a tile: x86 as the hand-written grouped conv schedule takes them (AVX2 keeps
+    registers for the broadcast weights it has no memory operand for), NEON all but 4 of its 32."""
+    from ..schedules.grouped_conv1x1 import ACCUMULATORS
+
+    return ACCUMULATORS.get(lanes, registers(lanes) - 4)
+
+
+def channel_tile(group_outputs: int, lanes: int) -> int:
+    """Output channels accumulated at once: the largest divisor of a group's output channels that fits."""
+    budget = accumulators(lanes)
+    return max(t for t in range(1, min(group_outputs, budget) + 1) if group_outputs % t == 0)
+
+
+def chunk_tiles(channels: int, lanes: int, tiles: int) -> int:
+    """Pixel tiles per chunk: as many as keep the chunk's first-conv output within `STAGE_BYTES`, at most `tiles`
+    (a band's)."""
+    return max(1, min(tiles, STAGE_BYTES // (channels * lanes * 4)))
+
+
+def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: int | None = None) -> tirx.PrimFunc:
+    """(y [N, Cin, H, W], w1 [C, Cin/g], b1 [C], residual [N, C, H, W], w2 [Cn, C/gn], b2 [Cn]) ->
+    (out [N, C, H, W] = relu(gconv1x1(shuffle(y), w1) + b1 + residual),
+     next [N, Cn, H, W] = relu(gconv1x1(out, w2) + b2)), for a CPU with `lanes`-wide float vectors and `cores`
+    cores."""
+    from tvm.script import tirx as T
+
+    reason = spec.supported(lanes)
+    if reason is not None:
+        raise ValueError(f"grouped_conv_pair: {reason}")
+    n_, ci_, c_, h_, w_, cn_ = (spec.batch, spec.in_channels, spec.channels, spec.height, spec.width,
+                                spec.next_channels)
+    cg1, og1 = ci_ // spec.groups, c_ // spec.groups  # the first conv's inputs and outputs per group
+    cg2, og2 = c_ // spec.next_groups, cn_ // spec.next_groups
+    t1, t2 = channel_tile(og1, lanes), channel_tile(og2, lanes)
+    s_, per_shuffle = spec.shuffle_groups, ci_ // spec.shuffle_groups
+    tiles = h_ * w_ // lanes
+    bands = cores // math.gcd(n_, cores)
+    band_rows = -(-h_ // bands)
+    starts = [-(-band * band_rows * w_ // lanes) for band in range(bands)] + [tiles]  # each band's first tile
+    widest = max(end - start for start, end in itertools.pairwise(starts))
+    chunk = chunk or chunk_tiles(c_, lanes, widest)
+    chunks = -(-widest // chunk)
+    dtype = spec.dtype
+
+    # expressions, evaluated as the script is parsed
+    def shuffled(j):  # channel j of shuffle(y), (N, s, C/s) -> (N, C/s, s)
+        return j % s_ * per_shuffle + j // s_
+
+    def start(band):  # the band's first tile: the first whose first pixel is in its rows
+        return (band * band_rows * w_ + lanes - 1) // lanes
+
+    def tile(band, first, k):  # the band's chunk `first`, its tile k
+        return start(band) + first * chunk + k
+
+    def mine(band, first, k):
+        return tile(band, first, k) < T.if_then_else(band == bands - 1, tiles, start(band + 1))
+
+    def row(band, first, k, p):  # pixel p of the tile
+        return (tile(band, first, k) * lanes + p) // w_
+
+    def col(band, first, k, p):
+        return (tile(band, first, k) * lanes + p) % w_
+
+    @T.macro
+    def zero(acc, channels):
+        for o in T.unroll(channels):
+            for p in T.vectorized(lanes):
+                acc[o, p] = T.cast(0, dtype)
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(y: T.Buffer((n_, ci_, h_, w_), dtype), w1: T.Buffer((c_, cg1), dtype), b1: T.Buffer((c_,), dtype),
+               residual: T.Buffer((n_, c_, h_, w_), dtype), w2: T.Buffer((cn_, cg2), dtype),
+               b2: T.Buffer((cn_,), dtype), out: T.Buffer((n_, c_, h_, w_), dtype),
+               nxt: T.Buffer((n_, cn_, h_, w_), dtype)):
+        with T.sblock("root"):
+            for task in T.parallel(n_ * bands):
+                stage = T.alloc_buffer((c_, chunk * lanes), dtype)
+                acc = T.alloc_local((max(t1, t2), lanes), dtype)
+                n = task // bands
+                band = task % bands
+                for first in range(chunks):
+                    for block in range(c_ // t1):
+                        for k in range(chunk):
+                            if mine(band, first, k):
+                                zero(acc, t1)
+                                for t in range(cg1):
+                                    for o in T.unroll(t1):
+                                        for p in T.vectorized(lanes):
+                                            acc[o, p] = acc[o, p] + y[
+                                                n, shuffled(block * t1 // og1 * cg1 + t), row(band, first, k, p),
+                                                col(band, first, k, p)] * w1[block * t1 + o, t]
+                                for o in T.unroll(t1):
+                                    for p in T.vectorized(lanes):
+                                        stage[block * t1 + o, k * lanes + p] = T.max(
+                                            acc[o, p] + b1[block * t1 + o]
+                                            + residual[n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)],
+                                            T.cast(0, dtype))
+                                        out[n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)] = stage[
+                                            block * t1 + o, k * lanes + p]
+                    for block in range(cn_ // t2):
+                        for k in range(chunk):
+                            if mine(band, first, k):
+                                zero(acc, t2)
+                                for t in range(cg2):
+                                    for o in T.unroll(t2):
+                                        for p in T.vectorized(lanes):
+                                            acc[o, p] = acc[o, p] + stage[block * t2 // og2 * cg2 + t,
+                                                                          k * lanes + p] * w2[block * t2 + o, t]
+                                for o in T.unroll(t2):
+                                    for p in T.vectorized(lanes):
+                                        nxt[n, block * t2 + o, row(band, first, k, p), col(band, first, k, p)] = T.max(
+                                            acc[o, p] + b2[block * t2 + o], T.cast(0, dtype))
+
+    return kernel.with_attrs({tvm_compat.IS_SCHEDULED: True, "op_pattern": OPAQUE, "tirx.noalias": True,
+                              SPLIT_ROWS: True})
