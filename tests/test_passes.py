@@ -1628,7 +1628,8 @@ def test_expand_depthwise_kernel_matches_pytorch(batch, in_channels, channels, h
 def test_expand_depthwise_conv_tile_fits_the_registers():
     """The 1x1 conv's register tile: B channel vectors dividing the vectors, J pixels dividing the row, J x B
     accumulators + B weights + 1 broadcast within the registers (AVX2 16, AVX-512 and NEON 32)."""
-    from shuffletvm.kernels.expand_depthwise import conv_tile, registers
+    from shuffletvm.kernels import registers
+    from shuffletvm.kernels.expand_depthwise import conv_tile
 
     for lanes in (16, 8, 4):
         for vectors in range(1, 31):
@@ -1700,3 +1701,262 @@ def test_fuse_expand_depthwise_on_the_models():
             assert options.stats["FuseExpandDepthwise"] == count, (model, target, options.stats)
             assert sum(n.startswith("expand_depthwise") for n in names) == count, names
         _assert_same_with_and_without(graph, "fuse_expand_depthwise")
+
+
+# -------------------------------------------------------------------------------------------- FuseGroupedConvPair
+
+def _conv_pair(batch: int = 1, in_channels: int = 6, channels: int = 12, next_channels: int = 6, height: int = 4,
+               width: int = 8, groups: int = 3, next_groups: int = 3, shuffle: int = 0, bias: str = "const",
+               residual: str = "right", second: dict | None = None, reuse: str | None = None,
+               depthwise: bool = False) -> tvm.IRModule:
+    """main(y, r) = (out, next): out = relu(gconv1x1(y, W1) + b1 + r), next = relu(gconv1x1(out, W2) + b2), a V1
+    unit's last conv and the next unit's first as FoldBatchNorm leaves them (`shuffle`: y read through a channel
+    shuffle of that many groups, as V1 writes it before FoldShuffleIntoGroupedConv; `bias="reshape"`: as the ONNX
+    importer writes a Conv's bias; `residual="left"`: add(r, ...); `reuse`: that intermediate also returned;
+    `depthwise`: next's depthwise 3x3 conv returned in its place, as the unit goes on)."""
+    y = relax.Var("y", _t(batch, in_channels, height, width))
+    r = relax.Var("r", _t(batch, channels, height, width))
+    w1 = _const(channels, in_channels // groups, 1, 1)
+    second = {"groups": next_groups, **(second or {})}
+    w2 = _const(next_channels, channels // second["groups"], *(3, 3) if second.get("padding") else (1, 1))
+
+    def add_bias(bb, x, c):
+        if bias == "reshape":
+            return bb.emit(relax.op.add(x, bb.emit(relax.op.reshape(_const(c), (1, c, 1, 1)))))
+        return bb.emit(relax.op.add(x, _const(1, c, 1, 1)))
+
+    def body(bb, y, r):
+        if shuffle:
+            grouped = bb.emit(relax.op.reshape(y, (batch, shuffle, in_channels // shuffle, height, width)))
+            y = bb.emit(relax.op.reshape(bb.emit(relax.op.permute_dims(grouped, [0, 2, 1, 3, 4])),
+                                         (batch, in_channels, height, width)))
+        values = {"conv1": bb.emit(relax.op.nn.conv2d(y, w1, groups=groups))}
+        values["add1"] = add_bias(bb, values["conv1"], channels)
+        values["sum"] = bb.emit(relax.op.add(values["add1"], r) if residual == "right" else
+                                relax.op.add(r, values["add1"]))
+        out = bb.emit(relax.op.nn.relu(values["sum"]))
+        values["conv2"] = bb.emit(relax.op.nn.conv2d(out, w2, **second))
+        values["add2"] = add_bias(bb, values["conv2"], next_channels)
+        nxt = bb.emit(relax.op.nn.relu(values["add2"]))
+        if depthwise:
+            nxt = bb.emit(relax.op.nn.conv2d(nxt, _const(next_channels, 1, 3, 3), padding=1, groups=next_channels))
+        return relax.Tuple([out, nxt, *([values[reuse]] if reuse else [])])
+
+    return _module([y, r], body)
+
+
+def _fuse_pair(mod: tvm.IRModule, target=TARGET) -> tuple[tvm.IRModule, Counter]:
+    from shuffletvm.passes import FuseGroupedConvPair
+
+    counters: Counter = Counter()
+    with target:
+        return FuseGroupedConvPair(target, counters)(mod), counters
+
+
+def _conv_pair_reference(y: np.ndarray, w1: np.ndarray, b1: np.ndarray, r: np.ndarray, w2: np.ndarray,
+                         b2: np.ndarray, groups: int, next_groups: int, shuffle: int = 0) -> list[np.ndarray]:
+    import torch
+
+    t = torch.from_numpy
+    x = t(y)
+    if shuffle:
+        n, c, h, w = y.shape
+        x = x.reshape(n, shuffle, c // shuffle, h, w).transpose(1, 2).reshape(n, c, h, w)
+    out = torch.relu(torch.nn.functional.conv2d(x, t(w1.reshape(w1.shape[0], -1, 1, 1)), t(b1.reshape(-1)),
+                                                groups=groups) + t(r))
+    nxt = torch.relu(torch.nn.functional.conv2d(out, t(w2.reshape(w2.shape[0], -1, 1, 1)), t(b2.reshape(-1)),
+                                                groups=next_groups))
+    return [out.numpy(), nxt.numpy()]
+
+
+def _conv_pair_params(mod: tvm.IRModule) -> list[np.ndarray]:
+    """W1, b1, W2, b2 of `_conv_pair()`'s module (constant biases, no shuffle)."""
+    conv1, add1, _sum, _relu, conv2, add2 = (b.value for b in mod["main"].body.blocks[0].bindings[:6])
+    return [conv1.args[1].value.numpy(), add1.args[1].value.numpy(), conv2.args[1].value.numpy(),
+            add2.args[1].value.numpy()]
+
+
+def test_fuse_grouped_conv_pair_before_expected():
+    """conv 1x1 (3 groups) -> add -> add residual -> ReLU -> conv 1x1 (3 groups) -> add -> ReLU becomes one call
+    of the hand-written kernel with two outputs, bound where the first ReLU was (its value still returned),
+    the weights as [C, C/g] and the biases flat; both outputs match PyTorch and the unfused module."""
+    from shuffletvm.kernels.grouped_conv_pair import GroupedConvPairSpec, grouped_conv_pair
+    from shuffletvm.passes.partition_rows_across_cores import cores_of
+    from shuffletvm.schedules._common import vector_lanes
+
+    before = _conv_pair()
+    w1, b1, w2, b2 = _conv_pair_params(before)
+    bb = relax.BlockBuilder()
+    kernel = bb.add_func(grouped_conv_pair(GroupedConvPairSpec(1, 6, 12, 4, 8, 3, 1, 6, 3), vector_lanes(TARGET),
+                                           cores_of(TARGET)), "grouped_conv_pair")
+    y, r = relax.Var("y", _t(1, 6, 4, 8)), relax.Var("r", _t(1, 12, 4, 8))
+    with bb.function("main", [y, r]):
+        with bb.dataflow():
+            args = [y, relax.const(w1.reshape(12, 2)), relax.const(b1.reshape(12)), r,
+                    relax.const(w2.reshape(6, 4)), relax.const(b2.reshape(6))]
+            pair = bb.emit(relax.call_tir(kernel, args, [_t(1, 12, 4, 8), _t(1, 6, 4, 8)]))
+            out, nxt = bb.emit(relax.TupleGetItem(pair, 0)), bb.emit(relax.TupleGetItem(pair, 1))
+            result = bb.emit_output(relax.Tuple([out, nxt]))
+        bb.emit_func_output(result)
+    expected = bb.get()
+
+    after, counters = _fuse_pair(before)
+    tvm.ir.assert_structural_equal(after, expected)
+    assert counters["FuseGroupedConvPair"] == 1 and counters["FuseGroupedConvPair.bytes"] == 12 * 4 * 8 * 4
+    data = [RNG.standard_normal((1, 6, 4, 8)).astype(np.float32), RNG.standard_normal((1, 12, 4, 8)).astype(np.float32)]
+    reference = _conv_pair_reference(data[0], w1, b1, data[1], w2, b2, 3, 3)
+    for mod in (before, after):
+        for got, want in zip(_run(mod, *data), reference):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lanes", [16, 8, 4])
+@pytest.mark.parametrize("batch, in_channels, channels, next_channels, height, width, groups, next_groups, shuffle, "
+                         "cores, chunk", [
+    (1, 60, 240, 60, 28, 28, 3, 3, 3, 2, None), (1, 60, 240, 120, 28, 28, 3, 3, 3, 2, 3),
+    (1, 96, 384, 96, 28, 28, 8, 8, 8, 2, None), (3, 12, 24, 8, 4, 8, 2, 4, 2, 2, 1),
+    (2, 16, 32, 16, 6, 8, 1, 1, 1, 4, 2), (4, 10, 20, 10, 4, 4, 2, 2, 5, 2, None), (1, 8, 16, 8, 2, 8, 1, 2, 1, 1, 5)])
+def test_grouped_conv_pair_kernel_matches_pytorch(batch, in_channels, channels, next_channels, height, width, groups,
+                                                  next_groups, shuffle, cores, chunk, lanes):
+    """The kernel for every vector width the targets have: V1 g3's and g8's 28x28 pairs (the last into the next
+    stage's stride-2 unit: 240 -> 120), groups of both convs alike and not, shuffles of as many groups as the conv
+    and not, no shuffle; chunks of tiles from the rule (`chunk_tiles`), dividing a band's tiles and not; bands of
+    rows per image (batch 1 on 2 cores; batch 3 on 2 cores: 2 bands each; batch 2 on 4: 2) and whole images
+    (batch 4 on 2 cores; 1 core)."""
+    from shuffletvm.kernels.grouped_conv_pair import GroupedConvPairSpec, grouped_conv_pair
+
+    if (height * width) % lanes:
+        pytest.skip("the plane is not whole vectors (the pass leaves it)")
+    spec = GroupedConvPairSpec(batch, in_channels, channels, height, width, groups, shuffle, next_channels,
+                               next_groups)
+    y = RNG.standard_normal((batch, in_channels, height, width)).astype(np.float32)
+    r = RNG.standard_normal((batch, channels, height, width)).astype(np.float32)
+    w1 = RNG.standard_normal((channels, in_channels // groups)).astype(np.float32)
+    w2 = RNG.standard_normal((next_channels, channels // next_groups)).astype(np.float32)
+    b1, b2 = RNG.standard_normal(channels).astype(np.float32), RNG.standard_normal(next_channels).astype(np.float32)
+    shapes = [(batch, channels, height, width), (batch, next_channels, height, width)]
+    func = grouped_conv_pair(spec, lanes, cores, chunk)
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=TARGET)
+    tensors = [tvm.runtime.tensor(a) for a in [y, w1, b1, r, w2, b2, *(np.zeros(s, np.float32) for s in shapes)]]
+    lib(*tensors)
+    reference = _conv_pair_reference(y, w1, b1, r, w2, b2, groups, next_groups, shuffle if shuffle > 1 else 0)
+    for got, want in zip(tensors[-2:], reference):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_conv_pair_tiles():
+    """A tile's channels divide a group's outputs and fit the accumulators (AVX-512 30, AVX2 12, NEON 28): V1 g3's
+    80 and 20 take 20 with AVX-512, 10 with AVX2; g8's 48 24 / 12. A chunk's first-conv output stays within
+    `STAGE_BYTES` and within the band: V1 g3's 240 channels 17 tiles of 16 pixels, g8's 384 10."""
+    from shuffletvm.kernels.grouped_conv_pair import STAGE_BYTES, accumulators, channel_tile, chunk_tiles
+
+    for lanes in (16, 8, 4):
+        for outputs in range(1, 200):
+            tile = channel_tile(outputs, lanes)
+            assert outputs % tile == 0 and tile <= accumulators(lanes)
+    assert [channel_tile(c, 16) for c in (80, 20, 48, 12)] == [20, 20, 24, 12]
+    assert [channel_tile(c, 8) for c in (80, 20, 48, 12)] == [10, 10, 12, 12]
+    assert chunk_tiles(240, 16, 25) == 17 and chunk_tiles(384, 16, 25) == 10 and chunk_tiles(240, 16, 5) == 5
+    assert chunk_tiles(4096, 16, 25) == 1 and 17 * 240 * 16 * 4 <= STAGE_BYTES
+
+
+def test_fuse_grouped_conv_pair_reads_through_the_folded_shuffle():
+    """V1's order: FoldShuffleIntoGroupedConv first makes the first conv a shuffled_group_conv kernel, which the
+    pass takes (its groups and shuffle from the kernel's attributes), the residual on either side and the biases
+    as the ONNX importer writes them; the outputs as PyTorch's with the shuffle."""
+    for residual, bias in (("right", "const"), ("left", "reshape")):
+        before = _conv_pair(shuffle=3, residual=residual, bias=bias)
+        with TARGET:
+            folded = FoldShuffleIntoGroupedConv()(before)
+        after, counters = _fuse_pair(folded)
+        assert counters["FuseGroupedConvPair"] == 1, (residual, bias)
+        assert [gv.name_hint for gv, f in after.functions.items() if isinstance(f, tvm.tirx.PrimFunc)] == [
+            "grouped_conv_pair"]
+        constants = [b.value for b in before["main"].body.blocks[0].bindings if isinstance(b.value, relax.Call)]
+        params = [a for c in constants for a in c.args if isinstance(a, tvm.ir.expr.Constant)]
+        w1, b1, w2, b2 = (p.value.numpy() for p in params)
+        data = [RNG.standard_normal((1, 6, 4, 8)).astype(np.float32),
+                RNG.standard_normal((1, 12, 4, 8)).astype(np.float32)]
+        reference = _conv_pair_reference(data[0], w1, b1, data[1], w2, b2, 3, 3, shuffle=3)
+        for got, want in zip(_run(after, *data), reference):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["second-3x3", "second-stride-2", "second-no-relu", "conv1-used-again",
+                                  "add1-used-again", "sum-used-again", "conv2-used-again", "add2-used-again",
+                                  "plane-not-whole-vectors", "gpu"])
+def test_fuse_grouped_conv_pair_near_misses_unchanged(case):
+    """A second conv that is not a 1x1 stride-1 conv; no ReLU after it (a V1 unit's first conv has one); an
+    intermediate also used elsewhere (it would still be computed); a plane that is not whole vectors of pixels
+    (4x7 = 28 pixels, AVX-512's 16 lanes: `GroupedConvPairSpec.supported`); a GPU target."""
+    target = TARGET
+    if case == "second-no-relu":
+        y, r = relax.Var("y", _t(1, 6, 4, 8)), relax.Var("r", _t(1, 12, 4, 8))
+        w1, w2 = _const(12, 2, 1, 1), _const(6, 4, 1, 1)
+        mod = _module([y, r], lambda bb, y, r: relax.op.add(bb.emit(relax.op.nn.conv2d(bb.emit(relax.op.nn.relu(
+            bb.emit(relax.op.add(bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(y, w1, groups=3)),
+                                                      _const(1, 12, 1, 1))), r)))), w2, groups=3)),
+            _const(1, 6, 1, 1)))
+    else:
+        mod = {
+            "second-3x3": lambda: _conv_pair(second={"padding": 1}),
+            "second-stride-2": lambda: _conv_pair(second={"strides": 2}),
+            "conv1-used-again": lambda: _conv_pair(reuse="conv1"),
+            "add1-used-again": lambda: _conv_pair(reuse="add1"),
+            "sum-used-again": lambda: _conv_pair(reuse="sum"),
+            "conv2-used-again": lambda: _conv_pair(reuse="conv2"),
+            "add2-used-again": lambda: _conv_pair(reuse="add2"),
+            "plane-not-whole-vectors": lambda: _conv_pair(width=7),
+            "gpu": _conv_pair,
+        }[case]()
+    if case == "gpu":
+        target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
+    if case == "plane-not-whole-vectors":
+        target = AVX512
+    after, counters = _fuse_pair(mod, target)
+    tvm.ir.assert_structural_equal(after, mod)
+    assert counters["FuseGroupedConvPair"] == 0
+
+
+def test_partition_rows_depthwise_after_the_pair_kernel_follows_its_rows():
+    """The pair kernel's tasks are the row bands already (`SPLIT_ROWS`): PartitionRowsAcrossCores leaves it and
+    counts its output, reached through the tuple, as split by rows, so the depthwise conv reading it follows
+    those rows (as it followed the separate conv). Same numbers with and without the pass."""
+    import tvm.runtime.vm
+
+    from shuffletvm.pipeline import PipelineOptions, compile_module, run_phases
+
+    mod = _conv_pair(height=8, width=16, depthwise=True)
+    options = PipelineOptions()
+    *_, (_phase, scheduled) = run_phases(mod, TARGET, options, until="schedule")
+    assert options.stats["FuseGroupedConvPair"] == 1 and options.stats["PartitionRowsAcrossCores"] == 1, options.stats
+    kernels = {gv.name_hint: f for gv, f in scheduled.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+    assert sorted(kernels) == ["conv2d", "grouped_conv_pair"], list(kernels)
+    assert "T.parallel(T.int64(2))" in kernels["conv2d"].script()  # the depthwise conv: one band of rows a core
+    assert "core" not in kernels["grouped_conv_pair"].script()  # its own tasks, not rewritten
+    data = [RNG.standard_normal((1, 6, 8, 16)).astype(np.float32), RNG.standard_normal((1, 12, 8, 16)).astype(np.float32)]
+    outs = []
+    for rows in (True, False):
+        vm = tvm.runtime.vm.VirtualMachine(compile_module(mod, TARGET, PipelineOptions(partition_rows=rows)), tvm.cpu())
+        outs.append([v.numpy() for v in vm["main"](*(tvm.runtime.tensor(d) for d in data))])
+    for with_rows, without in zip(*outs):
+        np.testing.assert_array_equal(with_rows, without)
+
+
+def test_fuse_grouped_conv_pair_on_the_models():
+    """V1's pairs on the 28x28 stage fused on x86 (16 or 8 lanes: 784 pixels are whole vectors either way): the
+    two stride-1 units after the first and the last one with the next stage's stride-2 unit, 3 in V1 g3 0.5x (two
+    kernels: the last pair's second conv has twice the channels); V2 has no residual add and none. The kernels in
+    the module, the model's output as without the pass to float rounding."""
+    from shuffletvm.build import load_graph
+    from shuffletvm.pipeline import PipelineOptions, run_phases
+
+    for model, fused, kernels in (("shufflenet_v1_g3_x0_5", 3, 2), ("shufflenet_v2_x0_5", 0, 0)):
+        graph = load_graph(model)
+        for target in (AVX512, AVX2):
+            options = PipelineOptions()
+            *_, (_phase, legalized) = run_phases(graph.mod, target, options, until="legalize")
+            names = [gv.name_hint for gv, f in legalized.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+            assert options.stats["FuseGroupedConvPair"] == fused, (model, target, options.stats)
+            assert sum(n.startswith("grouped_conv_pair") for n in names) == kernels, names  # 2 of 3 alike
+        _assert_same_with_and_without(graph, "fuse_grouped_conv_pair")

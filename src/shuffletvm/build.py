@@ -47,6 +47,7 @@ class BuildConfig:
     produce_into_concat: bool = True  # CPUs: a concat's inputs written into its buffer by their kernels
     fuse_stem: bool = True  # CPUs: the stem's conv -> ReLU -> max pool as one kernel
     fuse_expand_depthwise: bool = True  # CPUs: a stride-2 unit's 1x1 conv -> depthwise conv as one kernel
+    fuse_grouped_conv_pair: bool = True  # CPUs: V1's grouped 1x1 conv ending a unit and the next one's first
 
 
 @dataclass
@@ -160,7 +161,8 @@ def build(config: BuildConfig) -> BuildResult:
                               partition_grouped=config.partition_grouped,
                               rows_ratio=rows_ratio, produce_into_concat=config.produce_into_concat,
                               fuse_stem=config.fuse_stem,
-                              fuse_expand_depthwise=config.fuse_expand_depthwise)
+                              fuse_expand_depthwise=config.fuse_expand_depthwise,
+                              fuse_grouped_conv_pair=config.fuse_grouped_conv_pair)
     executable = compile_module(graph.mod, target.tvm_target(), options)
     compile_s = time.perf_counter() - start
     stats = options.stats

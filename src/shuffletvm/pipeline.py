@@ -30,6 +30,7 @@ from .passes import (
     FoldShuffleIntoGroupedConv,
     FuseConcatShuffleSplit,
     FuseExpandDepthwise,
+    FuseGroupedConvPair,
     FuseStemConvPool,
     KeepIdentityInPlace,
     PackConv1x1Weights,
@@ -76,6 +77,9 @@ class PipelineOptions:
     # CPUs: a stride-2 unit's 1x1 conv -> ReLU -> depthwise conv as one kernel, the 1x1 conv's output never in
     # memory (passes/fuse_expand_depthwise.py).
     fuse_expand_depthwise: bool = True
+    # CPUs: V1's grouped 1x1 conv ending a unit (+ residual) and the one starting the next as one kernel, tile of
+    # pixels by tile, the first one's output read back from L1 (passes/fuse_grouped_conv_pair.py).
+    fuse_grouped_conv_pair: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
     stats: Counter = field(default_factory=Counter)
@@ -114,12 +118,14 @@ def phases(target: Any, options: PipelineOptions) -> list[Phase]:
         # NCHW. Channels: V2's identity half stays where it is, one buffer per stage, the shuffles become
         # compile-time channel maps absorbed by the convs (passes/keep_identity_in_place.py; CPUs). Last, on CPUs,
         # each stride-2 unit's 1x1 conv + ReLU and the depthwise conv reading it as one hand-written kernel
-        # (passes/fuse_expand_depthwise.py).
+        # (passes/fuse_expand_depthwise.py), and V1's grouped 1x1 conv ending a unit with the one starting the next
+        # (passes/fuse_grouped_conv_pair.py).
         Phase("layout", tvm.transform.Sequential([
             PackConv1x1Weights(target, options.stats),
             PackMatmulWeights(target, options.stats),
             KeepIdentityInPlace(target, options.stats),
             *([FuseExpandDepthwise(target, options.stats)] if options.fuse_expand_depthwise else []),
+            *([FuseGroupedConvPair(target, options.stats)] if options.fuse_grouped_conv_pair else []),
         ])),
         # Relax ops -> TensorIR, operator fusion: the kernels, unscheduled (what tuning sees).
         Phase("legalize", tvm.transform.Sequential(tvm_compat.without_default_schedules(stock["legalize"]))),

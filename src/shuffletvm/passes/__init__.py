@@ -6,6 +6,7 @@ from .fold_batch_norm import FoldBatchNorm
 from .fold_shuffle_into_grouped_conv import FoldShuffleIntoGroupedConv
 from .fuse_concat_shuffle_split import FuseConcatShuffleSplit
 from .fuse_expand_depthwise import FuseExpandDepthwise
+from .fuse_grouped_conv_pair import FuseGroupedConvPair
 from .fuse_stem_conv_pool import FuseStemConvPool
 from .keep_identity_in_place import KeepIdentityInPlace
 from .pack_conv1x1_weights import PackConv1x1Weights
@@ -14,5 +15,6 @@ from .partition_rows_across_cores import PartitionRowsAcrossCores
 from .produce_into_concat import ProduceIntoConcat
 
 __all__ = ["ApplyBatchOneRecords", "ApplyHandSchedules", "FoldBatchNorm", "FoldShuffleIntoGroupedConv",
-           "FuseConcatShuffleSplit", "FuseExpandDepthwise", "FuseStemConvPool", "KeepIdentityInPlace", "PackConv1x1Weights",
-           "PackMatmulWeights", "PartitionRowsAcrossCores", "ProduceIntoConcat"]
+           "FuseConcatShuffleSplit", "FuseExpandDepthwise", "FuseGroupedConvPair", "FuseStemConvPool",
+           "KeepIdentityInPlace", "PackConv1x1Weights", "PackMatmulWeights", "PartitionRowsAcrossCores",
+           "ProduceIntoConcat"]

@@ -42,7 +42,9 @@ Which kernels, in program order, at batch 1 (`ROWS`):
     kernel splits by rows (V2's 7x7 stage) they keep their schedule: following, V2 1.0x's 7x7 stage ran 0.15 ms
     slower with its 14x14 stage split by rows (the 7x7 depthwise convs 18 -> 62 us);
   - left alone: the weight-heavy 7x7 stage and classifier, nests whose rows are fixed only below a loop with
-    several children.
+    several children, and hand-written kernels whose tasks are these row bands already (attribute `SPLIT_ROWS`:
+    kernels/grouped_conv_pair.py), which count as split by rows, each of their outputs (the items of the tuple
+    they return) too, so the depthwise conv after them follows.
 Measured (`benchmarks/sequence_profile.py`, the same build with and without, interleaved, outputs identical):
 V2 1.0x 0.90-0.92x, V2 0.5x 0.91-0.93x end to end (three runs each); V1 g3 0.99-1.01x (2 kernels change).
 Grouped convs were left split by channels at first ("each core reads the groups it computes"). But V1's grouped
@@ -92,6 +94,7 @@ import tvm
 from tvm import relax, tirx
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 
+from ..kernels import SPLIT_ROWS
 from ..tvm_compat import KERNEL_CALL_OPS
 
 
@@ -223,12 +226,15 @@ def _decide(mod: tvm.IRModule, cores: int, images: bool, rows_ratio: float | Non
                 if isinstance(func, tirx.PrimFunc) and gvar.name_hint not in called]
     splits = {gvar: split_alone(mod[gvar], cores, images, rows_ratio, grouped)
               for gvar, _producer in calls + uncalled}
+    # hand-written kernels whose tasks are these row bands already (kernels/grouped_conv_pair.py)
+    presplit = {gvar for gvar, _producer in calls if _split_rows(mod[gvar])}
     # planes some dense kernel reads split by rows: only there is a channel-local kernel worth splitting so
-    row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls if splits[gvar] is ROWS}
+    row_planes = {_plane(mod[gvar].params[0]) for gvar, _producer in calls
+                  if splits[gvar] is ROWS or gvar in presplit}
     decided: set[str] = set()
-    split_kernels: set[Any] = set()
+    split_kernels: set[Any] = set(presplit)
     for gvar, producer in calls + uncalled:
-        if gvar.name_hint in decided:
+        if gvar.name_hint in decided or gvar in presplit:
             continue
         decided.add(gvar.name_hint)
         func, split = mod[gvar], splits[gvar]
@@ -236,6 +242,11 @@ def _decide(mod: tvm.IRModule, cores: int, images: bool, rows_ratio: float | Non
             split = FOLLOW
         if split is not None and split_fn(gvar, func, split):
             split_kernels.add(gvar)
+
+
+def _split_rows(func: Any) -> bool:
+    """A hand-written kernel whose parallel tasks are the row bands this pass gives each core."""
+    return isinstance(func, tirx.PrimFunc) and func.attrs is not None and bool(func.attrs.get(SPLIT_ROWS, False))
 
 
 def _may_follow(func: tirx.PrimFunc, row_planes: Any) -> bool:
@@ -253,7 +264,8 @@ def _partition(func: tirx.PrimFunc, cores: int, split: Split | str | None) -> ti
 
 
 def _kernel_calls(mod: tvm.IRModule) -> list[tuple[Any, Any]]:
-    """(kernel, the kernel that produced its first argument or None) for each kernel call, in program order."""
+    """(kernel, the kernel that produced its first argument or None) for each kernel call, in program order. An
+    output of a kernel with several is produced by that kernel."""
     calls, producers = [], {}
     for func in mod.functions.values():
         if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
@@ -261,6 +273,9 @@ def _kernel_calls(mod: tvm.IRModule) -> list[tuple[Any, Any]]:
         for block in func.body.blocks:
             for binding in block.bindings:
                 call = binding.value
+                if isinstance(call, relax.TupleGetItem) and call.tuple_value in producers:
+                    producers[binding.var] = producers[call.tuple_value]
+                    continue
                 if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op)
                         and call.op.name in KERNEL_CALL_OPS and isinstance(call.args[0], tvm.ir.GlobalVar)):
                     continue
