@@ -1,6 +1,7 @@
 """Kernels inside the running model vs warm on their own, and the model built with and without
 PartitionRowsAcrossCores (or, `--without images`, without its batch-N rule only; `--without concat`, without
-ProduceIntoConcat; `--without stem`, without FuseStemConvPool; `--without tuning`, with hand schedules only;
+ProduceIntoConcat; `--without stem`, without FuseStemConvPool; `--without expand` / `pair`, without
+FuseExpandDepthwise / FuseGroupedConvPair; `--without tuning`, with hand schedules only;
 `--against LOG_ROOT`, with another tuning log), timed in interleaved rounds.
 
 Each kernel call of one inference is recorded with the VM's instrument hook (its function and its argument
@@ -10,7 +11,7 @@ time right after itself. The difference is what a kernel pays for where its inpu
 L3, memory), which per-kernel tuning does not see.
 
     python benchmarks/sequence_profile.py shufflenet_v2_x1_0 [--batch 1] [--rounds 30] [--top 10]
-        [--without pass|images|concat|stem|tuning | --against LOG_ROOT] [--sort cache|difference]
+        [--without pass|images|grouped|concat|stem|expand|pair|tuning | --against LOG_ROOT] [--sort cache|difference]
         [--log-dir LOG_ROOT]
 
 Two logs, kernel by kernel in sequence (which records lose in the model what they won warm):
@@ -33,6 +34,7 @@ WITHOUT = {  # --without: the other build's options, and what it is
     "concat": ({"produce_into_concat": False}, "without ProduceIntoConcat"),
     "stem": ({"fuse_stem": False}, "without FuseStemConvPool"),
     "expand": ({"fuse_expand_depthwise": False}, "without FuseExpandDepthwise"),
+    "pair": ({"fuse_grouped_conv_pair": False}, "without FuseGroupedConvPair"),
     "tuning": ({"use_tuning_logs": False}, "with hand schedules only"),
 }
 SORT = {  # --sort: the table's first rows
@@ -49,9 +51,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10)
     other_build = parser.add_mutually_exclusive_group()
     other_build.add_argument("--without", choices=list(WITHOUT), default="pass",
-                             help="the other build: without PartitionRowsAcrossCores, with its batch-1 rule at "
-                                  "every batch, without ProduceIntoConcat or FuseStemConvPool, or with hand "
-                                  "schedules only")
+                             help="the other build: " + "; ".join(f"{k}: {v[1]}" for k, v in WITHOUT.items()))
     other_build.add_argument("--against", type=Path, metavar="LOG_ROOT",
                              help="the other build: the same pipeline with the tuning logs under LOG_ROOT (e.g. a "
                                   "root holding only another CPU's log, which the kindred rule then applies)")

@@ -12,8 +12,8 @@ profiling session (one session at a time: two sessions' spinning threads would c
 What counts as data movement differs: ONNX Runtime's reorders into and out of NCHWc, its shuffles
 (Reshape/Transpose), concats and pools; shuffletvm's concat/shuffle kernels and pools (most of its shuffles are
 folded into the convs, and its concats written in place). A stride-2 unit's 1x1 conv and depthwise conv that
-shuffletvm runs as one kernel (FuseExpandDepthwise) get a row of their own; ONNX Runtime's two nodes stay in their
-rows.
+shuffletvm runs as one kernel (FuseExpandDepthwise) get a row of their own, as do a V1 unit's last grouped 1x1
+conv and the next unit's first (FuseGroupedConvPair); ONNX Runtime's two nodes stay in their rows.
 """
 
 from __future__ import annotations
@@ -80,6 +80,9 @@ def tvm_kind(name: str, shapes: list[tuple[int, ...]], has_channel_table: bool) 
     if name.startswith("expand_depthwise"):  # FuseExpandDepthwise's: ONNX Runtime's two nodes stay in their rows
         side, out_side = shapes[0][2], shapes[-1][2]
         return f"1x1 conv @{side}x{side} + depthwise 3x3 -> {out_side}x{out_side}, one kernel"
+    if name.startswith("grouped_conv_pair"):  # FuseGroupedConvPair's: a unit's last 1x1 conv, the next one's first
+        side = shapes[0][2]
+        return f"1x1 conv expand @{side}x{side} + the next unit's compress, one kernel"
     if "conv" in name and len(shapes) >= 3 and len(shapes[0]) == 4:
         out = shapes[-1]
         cin, cout = tvm_conv_channels(shapes, has_channel_table)

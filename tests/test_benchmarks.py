@@ -25,7 +25,7 @@ def test_every_benchmark_script_imports():
 def test_vendor_layers_kinds():
     """A 3x3 conv reading the image's 3 channels is the stem, whatever ONNX Runtime padded its output channels to
     (24 -> 32 in its blocked layout); depthwise convs by output plane; 1x1 convs by direction and plane;
-    FuseExpandDepthwise's kernel a row of its own."""
+    FuseExpandDepthwise's and FuseGroupedConvPair's kernels rows of their own."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
         from vendor_layers import conv_kind, tvm_kind
@@ -39,3 +39,5 @@ def test_vendor_layers_kinds():
     assert conv_kind((116, 116, 1, 1), 116, 116, 14 * 14) == "1x1 conv same @14x14"
     fused = [(1, 24, 56, 56), (24, 64), (64,), (3, 3, 64), (64,), (1, 58, 28, 28)]
     assert tvm_kind("expand_depthwise", fused, False) == "1x1 conv @56x56 + depthwise 3x3 -> 28x28, one kernel"
+    pair = [(1, 60, 28, 28), (240, 20), (240,), (1, 240, 28, 28), (60, 80), (60,), (1, 240, 28, 28), (1, 60, 28, 28)]
+    assert tvm_kind("grouped_conv_pair1", pair, False) == "1x1 conv expand @28x28 + the next unit's compress, one kernel"
