@@ -1708,12 +1708,13 @@ def test_fuse_expand_depthwise_on_the_models():
 def _conv_pair(batch: int = 1, in_channels: int = 6, channels: int = 12, next_channels: int = 6, height: int = 4,
                width: int = 8, groups: int = 3, next_groups: int = 3, shuffle: int = 0, bias: str = "const",
                residual: str = "right", second: dict | None = None, reuse: str | None = None,
-               depthwise: bool = False) -> tvm.IRModule:
+               depthwise: bool = False, relu: bool = True) -> tvm.IRModule:
     """main(y, r) = (out, next): out = relu(gconv1x1(y, W1) + b1 + r), next = relu(gconv1x1(out, W2) + b2), a V1
     unit's last conv and the next unit's first as FoldBatchNorm leaves them (`shuffle`: y read through a channel
     shuffle of that many groups, as V1 writes it before FoldShuffleIntoGroupedConv; `bias="reshape"`: as the ONNX
     importer writes a Conv's bias; `residual="left"`: add(r, ...); `reuse`: that intermediate also returned;
-    `depthwise`: next's depthwise 3x3 conv returned in its place, as the unit goes on)."""
+    `depthwise`: next's depthwise 3x3 conv returned in its place, as the unit goes on; `relu=False`: next without its
+    ReLU)."""
     y = relax.Var("y", _t(batch, in_channels, height, width))
     r = relax.Var("r", _t(batch, channels, height, width))
     w1 = _const(channels, in_channels // groups, 1, 1)
@@ -1737,7 +1738,7 @@ def _conv_pair(batch: int = 1, in_channels: int = 6, channels: int = 12, next_ch
         out = bb.emit(relax.op.nn.relu(values["sum"]))
         values["conv2"] = bb.emit(relax.op.nn.conv2d(out, w2, **second))
         values["add2"] = add_bias(bb, values["conv2"], next_channels)
-        nxt = bb.emit(relax.op.nn.relu(values["add2"]))
+        nxt = bb.emit(relax.op.nn.relu(values["add2"])) if relu else values["add2"]
         if depthwise:
             nxt = bb.emit(relax.op.nn.conv2d(nxt, _const(next_channels, 1, 3, 3), padding=1, groups=next_channels))
         return relax.Tuple([out, nxt, *([values[reuse]] if reuse else [])])
@@ -1890,25 +1891,18 @@ def test_fuse_grouped_conv_pair_near_misses_unchanged(case):
     intermediate also used elsewhere (it would still be computed); a plane that is not whole vectors of pixels
     (4x7 = 28 pixels, AVX-512's 16 lanes: `GroupedConvPairSpec.supported`); a GPU target."""
     target = TARGET
-    if case == "second-no-relu":
-        y, r = relax.Var("y", _t(1, 6, 4, 8)), relax.Var("r", _t(1, 12, 4, 8))
-        w1, w2 = _const(12, 2, 1, 1), _const(6, 4, 1, 1)
-        mod = _module([y, r], lambda bb, y, r: relax.op.add(bb.emit(relax.op.nn.conv2d(bb.emit(relax.op.nn.relu(
-            bb.emit(relax.op.add(bb.emit(relax.op.add(bb.emit(relax.op.nn.conv2d(y, w1, groups=3)),
-                                                      _const(1, 12, 1, 1))), r)))), w2, groups=3)),
-            _const(1, 6, 1, 1)))
-    else:
-        mod = {
-            "second-3x3": lambda: _conv_pair(second={"padding": 1}),
-            "second-stride-2": lambda: _conv_pair(second={"strides": 2}),
-            "conv1-used-again": lambda: _conv_pair(reuse="conv1"),
-            "add1-used-again": lambda: _conv_pair(reuse="add1"),
-            "sum-used-again": lambda: _conv_pair(reuse="sum"),
-            "conv2-used-again": lambda: _conv_pair(reuse="conv2"),
-            "add2-used-again": lambda: _conv_pair(reuse="add2"),
-            "plane-not-whole-vectors": lambda: _conv_pair(width=7),
-            "gpu": _conv_pair,
-        }[case]()
+    mod = {
+        "second-3x3": lambda: _conv_pair(second={"padding": 1}),
+        "second-stride-2": lambda: _conv_pair(second={"strides": 2}),
+        "second-no-relu": lambda: _conv_pair(relu=False),
+        "conv1-used-again": lambda: _conv_pair(reuse="conv1"),
+        "add1-used-again": lambda: _conv_pair(reuse="add1"),
+        "sum-used-again": lambda: _conv_pair(reuse="sum"),
+        "conv2-used-again": lambda: _conv_pair(reuse="conv2"),
+        "add2-used-again": lambda: _conv_pair(reuse="add2"),
+        "plane-not-whole-vectors": lambda: _conv_pair(width=7),
+        "gpu": _conv_pair,
+    }[case]()
     if case == "gpu":
         target = resolve_target("cuda", TargetOptions(cuda_arch="sm_90")).tvm_target()
     if case == "plane-not-whole-vectors":

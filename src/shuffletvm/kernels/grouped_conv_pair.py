@@ -30,9 +30,9 @@ one group at a time, `T` the largest divisor of a group's output channels that f
 along its plane for several cache lines, which the prefetchers follow. One tile a chunk (15 KB, in L1) ran slower
 in the model: V1 g8 0.99-1.00x end to end against the separate kernels, V1 g3 0.94-0.95x (three runs each); 7
 tiles 0.99x and 0.93x; 10-17 tiles 0.96x and 0.93x; a whole band (25 tiles) 0.995x and 0.92x
-(`benchmarks/ab_modules.py`, paired ratios). The bands are the rows PartitionRowsAcrossCores gives each core (`band(h) = min(h // ceil(H /
-bands), bands - 1)` of a tile's first row), so the depthwise conv after the kernel, which follows those rows,
-reads what its own core wrote; at batch N a multiple of the cores, whole images.
+(`benchmarks/ab_modules.py`, paired ratios). The bands are the rows PartitionRowsAcrossCores gives each core
+(`band(h) = min(h // ceil(H / bands), bands - 1)` of a tile's first row), so the depthwise conv after the kernel,
+which follows those rows, reads what its own core wrote; at batch N a multiple of the cores, whole images.
 
 Needs a plane of whole vectors of pixels (x86: 28x28; NEON also 14x14). V1 g3's 28x28 pair, one tile a chunk,
 replayed in the model's sequence: 103-120 us against 152-163 us for the two tuned kernels it replaces, warm
@@ -43,7 +43,6 @@ Hand-written and already scheduled (`tirx.is_scheduled`): not a tuning task. CPU
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -122,24 +121,24 @@ def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: 
     tiles = h_ * w_ // lanes
     bands = cores // math.gcd(n_, cores)
     band_rows = -(-h_ // bands)
-    starts = [-(-band * band_rows * w_ // lanes) for band in range(bands)] + [tiles]  # each band's first tile
-    widest = max(end - start for start, end in itertools.pairwise(starts))
-    chunk = chunk or chunk_tiles(c_, lanes, widest)
-    chunks = -(-widest // chunk)
     dtype = spec.dtype
 
-    # expressions, evaluated as the script is parsed
+    # expressions of Python ints, or of the script's variables as it is parsed
+    def start(band):  # the band's first tile: the first whose first pixel is in its rows (past the last band: all)
+        return (band * band_rows * w_ + lanes - 1) // lanes
+
+    widest = max(min(start(band + 1), tiles) - start(band) for band in range(bands))
+    chunk = chunk or chunk_tiles(c_, lanes, widest)
+    chunks = -(-widest // chunk)
+
     def shuffled(j):  # channel j of shuffle(y), (N, s, C/s) -> (N, C/s, s)
         return j % s_ * per_shuffle + j // s_
-
-    def start(band):  # the band's first tile: the first whose first pixel is in its rows
-        return (band * band_rows * w_ + lanes - 1) // lanes
 
     def tile(band, first, k):  # the band's chunk `first`, its tile k
         return start(band) + first * chunk + k
 
     def mine(band, first, k):
-        return tile(band, first, k) < T.if_then_else(band == bands - 1, tiles, start(band + 1))
+        return tile(band, first, k) < T.min(start(band + 1), tiles)
 
     def row(band, first, k, p):  # pixel p of the tile
         return (tile(band, first, k) * lanes + p) // w_
@@ -178,8 +177,8 @@ def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: 
                                 for o in T.unroll(t1):
                                     for p in T.vectorized(lanes):
                                         stage[block * t1 + o, k * lanes + p] = T.max(
-                                            acc[o, p] + b1[block * t1 + o]
-                                            + residual[n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)],
+                                            acc[o, p] + b1[block * t1 + o] + residual[
+                                                n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)],
                                             T.cast(0, dtype))
                                         out[n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)] = stage[
                                             block * t1 + o, k * lanes + p]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tvm import relax
+from tvm import relax, tirx
 from tvm.relax.dpl import is_const, is_op, wildcard
 
 
@@ -46,6 +46,21 @@ def unit_stride_nchw(attrs: Any) -> bool:
     return (attrs.data_layout == "NCHW" and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
             and [int(v) for v in attrs.strides] == [1, 1] and not any(int(v) for v in attrs.padding)
             and [int(v) for v in attrs.dilation] == [1, 1])
+
+
+def float32_out(attrs: Any) -> bool:
+    """A conv2d's output dtype is float32, or left unset (its input's)."""
+    return attrs.out_dtype in ("", None) or str(attrs.out_dtype) == "float32"
+
+
+def shuffled_conv_grouping(mod: Any, gvar: Any) -> tuple[int, int] | None:
+    """(conv groups, shuffle groups) of kernel `gvar` of `mod` where it is FoldShuffleIntoGroupedConv's
+    shuffled_group_conv as that pass inserts it (not yet packed by PackConv1x1Weights), else None."""
+    kernel = mod[gvar]
+    attrs = kernel.attrs if isinstance(kernel, tirx.PrimFunc) else None
+    if attrs is None or "shuffletvm.shuffle_groups" not in attrs or "shuffletvm.packed_block" in attrs:
+        return None
+    return int(attrs["shuffletvm.conv_groups"]), int(attrs["shuffletvm.shuffle_groups"])
 
 
 def use_counts(func: relax.Function) -> Counter:

@@ -33,12 +33,12 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from ..kernels.expand_depthwise import ExpandDepthwiseSpec, expand_depthwise, pack_weights
-from ._shuffle_pattern import Bindings, conv_bias, graph_functions, ints, shape_of
+from ._shuffle_pattern import Bindings, conv_bias, float32_out, graph_functions, ints, shape_of
 
 
 def _nchw(attrs: Any) -> bool:
     return (attrs.data_layout == "NCHW" and attrs.kernel_layout == "OIHW" and attrs.out_layout == "NCHW"
-            and ints(attrs.dilation) == [1, 1] and (attrs.out_dtype in ("", None) or str(attrs.out_dtype) == "float32"))
+            and ints(attrs.dilation) == [1, 1] and float32_out(attrs))
 
 
 def _expand_conv(attrs: Any) -> bool:

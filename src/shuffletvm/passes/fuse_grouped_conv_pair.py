@@ -49,7 +49,15 @@ from tvm import relax
 from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_const, is_op, wildcard
 
 from ..kernels.grouped_conv_pair import GroupedConvPairSpec, grouped_conv_pair
-from ._shuffle_pattern import conv_bias, graph_functions, shape_of, unit_stride_nchw, use_counts
+from ._shuffle_pattern import (
+    conv_bias,
+    float32_out,
+    graph_functions,
+    shape_of,
+    shuffled_conv_grouping,
+    unit_stride_nchw,
+    use_counts,
+)
 
 FLOAT32 = "float32"
 
@@ -175,19 +183,13 @@ class FuseGroupedConvPair:
         rewritten by another pass (PackConv1x1Weights' packed ones are left)."""
         if self.conv1 in first:
             return (int(conv1.attrs.groups), 1) if _conv1x1(conv1) else None
-        kernel = self.mod[first[self.kernel]]
-        attrs = kernel.attrs if isinstance(kernel, tvm.tirx.PrimFunc) else None
-        if attrs is None or "shuffletvm.shuffle_groups" not in attrs or "shuffletvm.packed_block" in attrs:
-            return None
-        return int(attrs["shuffletvm.conv_groups"]), int(attrs["shuffletvm.shuffle_groups"])
+        return shuffled_conv_grouping(self.mod, first[self.kernel])
 
 
 def _conv1x1(conv: relax.Call) -> bool:
     """A conv2d the kernel computes: 1x1 weights, stride 1, unpadded, NCHW/OIHW, float32 out."""
     weight = shape_of(conv.args[1])
-    out_dtype = conv.attrs.out_dtype
-    return (unit_stride_nchw(conv.attrs) and weight is not None and weight[2:] == [1, 1]
-            and (out_dtype in ("", None) or str(out_dtype) == FLOAT32))
+    return unit_stride_nchw(conv.attrs) and float32_out(conv.attrs) and weight is not None and weight[2:] == [1, 1]
 
 
 @relax.expr_functor.mutator

@@ -74,7 +74,7 @@ from tvm import relax
 from tvm.relax.dpl import GlobalVarPattern, TuplePattern, is_const, is_op, rewrite_call, wildcard
 
 from ..kernels.packed_conv1x1 import PackedConv1x1Spec, pack_weight, packed_conv1x1
-from ._shuffle_pattern import graph_functions, shape_of, unit_stride_nchw
+from ._shuffle_pattern import float32_out, graph_functions, shape_of, shuffled_conv_grouping, unit_stride_nchw
 
 MAX_PLANE = {16: 64, 8: 196}  # vector lanes -> largest plane (pixels) packed: measured, table above
 SHORT_MAX_PLANE = {8: 784}  # AVX2: a grouped conv the short-reduction tile takes is packed up to this plane
@@ -183,10 +183,7 @@ class PackConv1x1Weights:
 
     def _conv(self, expr: relax.Call, matches: dict) -> tuple | None:
         attrs = expr.attrs
-        if (
-            not unit_stride_nchw(attrs)
-            or attrs.out_dtype not in ("", None) and str(attrs.out_dtype) != "float32"
-        ):
+        if not unit_stride_nchw(attrs) or not float32_out(attrs):
             return None
         return matches[self.data], matches[self.weight], int(attrs.groups), 1
 
@@ -194,9 +191,7 @@ class PackConv1x1Weights:
         gvar = matches[self.kernel]
         if any(gvar.same_as(v) for v in self.kernels.values()):  # rewrite_call revisits what it produced
             return None
-        kernel = self.mod[gvar]
-        if not isinstance(kernel, tvm.tirx.PrimFunc) or kernel.attrs is None \
-                or "shuffletvm.shuffle_groups" not in kernel.attrs or "shuffletvm.packed_block" in kernel.attrs:
+        grouping = shuffled_conv_grouping(self.mod, gvar)
+        if grouping is None:
             return None
-        return (matches[self.tir_data], matches[self.tir_weight], int(kernel.attrs["shuffletvm.conv_groups"]),
-                int(kernel.attrs["shuffletvm.shuffle_groups"]))
+        return matches[self.tir_data], matches[self.tir_weight], *grouping
