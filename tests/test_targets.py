@@ -45,7 +45,13 @@ def test_raw_json_target():
         ('{"kind": "vulkan"}', TargetOptions(), "not supported"),
         ('{"kind": "llvm", "bogus-key": 1}', TargetOptions(), "TVM rejects"),
         ("arm", TargetOptions(mcpu="cortex-z9"), "unknown ARM cpu"),
+        ("x86", TargetOptions(mcpu="skylake-avx521"), "unknown x86 cpu 'skylake-avx521'.*e.g. skylake-avx512"),
+        ("x86", TargetOptions(num_cores=0), "--num-cores must be at least 1, got 0"),
+        ("arm", TargetOptions(num_cores=-2), "--num-cores must be at least 1, got -2"),
         ("cuda", TargetOptions(cuda_arch="90"), "sm_XY"),
+        ("cuda", TargetOptions(cuda_arch="sm_8"), "sm_XY"),  # TVM's codegen would fail on it mid-build
+        ("cuda", TargetOptions(cuda_arch="sm_08"), "sm_XY"),
+        ('{"kind": "cuda", "arch": "sm_1"}', TargetOptions(), "sm_XY"),
     ],
 )
 def test_bad_targets(name, options, message):

@@ -45,9 +45,10 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save({"conv1.0.weight": _RunsCode(str(marker))}, path)
-    with pytest.raises(ShuffleTVMError, match="safely"):
+    with pytest.raises(ShuffleTVMError, match="safely") as refused:
         create_model("shufflenet_v2_x0_5", weights=path)
     assert not marker.exists()
+    assert "GLOBAL" in str(refused.value) and "Weights only load failed" not in str(refused.value)  # torch's reason
 
 
 def test_weights_for_another_architecture(tmp_path):
@@ -65,10 +66,18 @@ def test_weights_for_another_width_name_the_shape_mismatch(tmp_path):
 
 
 def test_corrupt_weights_file(tmp_path):
+    """Bytes torch.save never wrote, and a checkpoint cut short: torch's reason in one line, not its paragraphs on
+    the `weights_only` default."""
     path = tmp_path / "corrupt.pth"
     path.write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(ShuffleTVMError, match="cannot load weights"):
+    with pytest.raises(ShuffleTVMError, match=r"cannot load weights .* \(not a file torch.save wrote"):
         create_model("shufflenet_v2_x0_5", weights=path)
+    saved = tmp_path / "saved.pth"
+    torch.save(create_model("shufflenet_v2_x0_5").state_dict(), saved)
+    path.write_bytes(saved.read_bytes()[:4096])
+    with pytest.raises(ShuffleTVMError, match=r"cannot load weights .* \(PytorchStreamReader failed") as cut:
+        create_model("shufflenet_v2_x0_5", weights=path)
+    assert "\n" not in str(cut.value)
 
 
 def test_cli_bad_weights_leave_existing_output_untouched(tmp_path):

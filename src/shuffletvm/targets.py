@@ -11,9 +11,11 @@ Any other `--target` value is taken as a raw TVM target in JSON, e.g. `{"kind":"
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -99,6 +101,11 @@ def _cpu_count() -> int:
 
 
 def _x86(opts: TargetOptions) -> ResolvedTarget:
+    if opts.mcpu is not None and opts.mcpu not in (known := tvm_compat.x86_cpu_names()):
+        near = difflib.get_close_matches(opts.mcpu, known, n=3) or [
+            cpu for cpu in ("skylake-avx512", "sapphirerapids", "znver4") if cpu in known]
+        raise ShuffleTVMError(f"unknown x86 cpu '{opts.mcpu}': not one of LLVM's names (e.g. {', '.join(near)}); "
+                              "leave --mcpu out for this machine's")
     spec = {"kind": "llvm", "mcpu": opts.mcpu or tvm_compat.host_cpu_name(), "num-cores": opts.num_cores or _cpu_count()}
     return ResolvedTarget("x86", spec, None, "cpu", "x86_64")
 
@@ -131,14 +138,20 @@ def detect_cuda_arch() -> str | None:
     return f"sm_{out[0].replace('.', '')}" if out else None
 
 
+def _check_cuda_arch(arch: str) -> None:
+    """`sm_` and the compute capability's major and minor digits (sm_80, sm_90, sm_120): TVM reads them back from
+    the name, and a single digit fails deep in its CUDA code generation."""
+    if not re.fullmatch(r"sm_[1-9]\d?\d", arch):
+        raise ShuffleTVMError(f"CUDA architecture '{arch}' is not of the form sm_XY (e.g. sm_80, sm_90)")
+
+
 def _cuda(opts: TargetOptions) -> ResolvedTarget:
     notes = []
     arch = opts.cuda_arch or detect_cuda_arch()
     if arch is None:
         arch = DEFAULT_CUDA_ARCH
         notes.append(f"no GPU found here: building for {arch}; pass --cuda-arch sm_XY for another GPU")
-    if not arch.startswith("sm_") or not arch[3:].isdigit():
-        raise ShuffleTVMError(f"CUDA architecture '{arch}' is not of the form sm_XY (e.g. sm_80, sm_90)")
+    _check_cuda_arch(arch)
     # The host side only launches kernels; a generic x86-64 host keeps the .so portable across GPU servers.
     spec = {"kind": "cuda", "arch": arch, **CUDA_LIMITS}
     return ResolvedTarget("cuda", spec, dict(CUDA_HOST), "cuda", "x86_64", notes=notes)
@@ -150,6 +163,8 @@ PRESETS: dict[str, Callable[[TargetOptions], ResolvedTarget]] = {"x86": _x86, "a
 def resolve_target(name: str, opts: TargetOptions | None = None) -> ResolvedTarget:
     """A preset name (`x86`, `arm`, `cuda`) or a raw TVM target as JSON."""
     opts = opts or TargetOptions()
+    if opts.num_cores is not None and opts.num_cores < 1:
+        raise ShuffleTVMError(f"--num-cores must be at least 1, got {opts.num_cores}")
     if name in PRESETS:
         return PRESETS[name](opts)
     if not name.lstrip().startswith("{"):
@@ -168,6 +183,8 @@ def resolve_target(name: str, opts: TargetOptions | None = None) -> ResolvedTarg
     kind = target.kind.name
     if kind not in ("llvm", "cuda"):
         raise ShuffleTVMError(f"target kind '{kind}' is not supported; use llvm or cuda")
+    if kind == "cuda" and "arch" in spec:
+        _check_cuda_arch(str(spec["arch"]))
     triple = str(spec.get("mtriple", ""))
     arch = "aarch64" if triple.startswith("aarch64") else "x86_64"
     device = "cuda" if kind == "cuda" else "cpu"

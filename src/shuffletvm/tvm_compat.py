@@ -34,6 +34,14 @@ def host_cpu_name() -> str:
     return str(tvm.target.codegen.llvm_get_system_cpu())
 
 
+def x86_cpu_names() -> list[str]:
+    """The CPU names this TVM's LLVM knows for x86-64 (`-mcpu`); LLVM warns about any other and falls back to
+    `generic`, which would build without the vector width the name promised."""
+    import tvm
+
+    return [str(name) for name in tvm.target.codegen.llvm_get_cpu_archlist(tvm.target.Target({"kind": "llvm"}))]
+
+
 def from_exported_program(exported: Any) -> "tvm.IRModule":
     from tvm.relax.frontend.torch import from_exported_program as _import
 

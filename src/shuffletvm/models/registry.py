@@ -64,6 +64,24 @@ def create_model(name: str, weights: str | Path | None = None, seed: int = 0) ->
     return model.eval()
 
 
+def _load_failure(err: Exception) -> str:
+    """What `torch.load(weights_only=True)` found wrong, without its boilerplate: its refusal is a paragraph between
+    one on the `weights_only` default and one pointing at the docs (a blocked GLOBAL, or an unpickler opcode where the
+    file is no pickle at all); other errors (a damaged zip archive) in their first sentence."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    if text.startswith("Weights only load failed"):
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+        reasons = [p for p in paragraphs[1:] if not p.startswith("Check the documentation")]
+        if not reasons:
+            return "torch.load(weights_only=True) refused it"
+        if reasons[0].startswith("Unsupported operand"):
+            return f"not a file torch.save wrote: the unpickler found {reasons[0][0].lower()}{reasons[0][1:]}"
+        return reasons[0].splitlines()[0].rstrip(".")[:200]
+    return text.splitlines()[0].split(". ")[0].rstrip(".")[:200]
+
+
 def load_weights(model: nn.Module, name: str, path: str | Path) -> None:
     """Load a state_dict safely: `weights_only=True` refuses files that carry pickled code."""
     path = Path(path)
@@ -72,9 +90,9 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ShuffleTVMError(
-            f"cannot load weights '{path}' safely ({first[:160]}); pass a plain state_dict saved with torch.save"
+            f"cannot load weights '{path}' safely ({_load_failure(err)}); pass a plain state_dict saved with "
+            "torch.save"
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
