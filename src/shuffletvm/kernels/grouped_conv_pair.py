@@ -34,7 +34,11 @@ tiles 0.99x and 0.93x; 10-17 tiles 0.96x and 0.93x; a whole band (25 tiles) 0.99
 (`band(h) = min(h // ceil(H / bands), bands - 1)` of a tile's first row), so the depthwise conv after the kernel,
 which follows those rows, reads what its own core wrote; at batch N a multiple of the cores, whole images.
 
-Needs a plane of whole vectors of pixels (x86: 28x28; NEON also 14x14). V1 g3's 28x28 pair, one tile a chunk,
+Needs a plane of whole vectors of pixels (x86: 28x28; NEON also 14x14). x86's 14x14 stage was tried and left to
+the separate kernels: with the plane's last tile overlapping the one before it, V1 g3's seven 14x14 pairs made the
+model 1.12-1.13x slower end to end (paired, both orders of `benchmarks/ab_modules.py`); each pair ran 118 us warm against
+87 for the two tuned kernels (10 channels x 2 rows of 14 pixels a tile), and a variant with such row tiles still took
+105 us alone (1 to 7 rows a tile tried, 105-121 us). V1 g3's 28x28 pair, one tile a chunk,
 replayed in the model's sequence: 103-120 us against 152-163 us for the two tuned kernels it replaces, warm
 94-103 against 100-155 (passes/fuse_grouped_conv_pair.py has the models' numbers).
 
