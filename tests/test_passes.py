@@ -1847,18 +1847,19 @@ def test_grouped_conv_pair_kernel_matches_pytorch(batch, in_channels, channels, 
 
 def test_grouped_conv_pair_tiles():
     """A tile's channels divide a group's outputs and fit the accumulators (AVX-512 30, AVX2 12, NEON 28): V1 g3's
-    80 and 20 take 20 with AVX-512, 10 with AVX2; g8's 48 24 / 12. A chunk's first-conv output stays within
-    `STAGE_BYTES` and within the band: V1 g3's 240 channels 17 tiles of 16 pixels, g8's 384 10."""
-    from shuffletvm.kernels.grouped_conv_pair import STAGE_BYTES, accumulators, channel_tile, chunk_tiles
+    80 and 20 take 20 with AVX-512, 10 with AVX2; g8's 48 24 / 12. A chunk covers `CHUNK_LINES` cache lines of
+    each channel's plane, within the band: 10 tiles of 16 pixels, 20 of 8, 40 of 4."""
+    from shuffletvm.kernels.grouped_conv_pair import CHUNK_LINES, accumulators, channel_tile, chunk_tiles
 
     for lanes in (16, 8, 4):
         for outputs in range(1, 200):
             tile = channel_tile(outputs, lanes)
             assert outputs % tile == 0 and tile <= accumulators(lanes)
+        assert chunk_tiles(lanes, 1000) * lanes * 4 == CHUNK_LINES * 64
     assert [channel_tile(c, 16) for c in (80, 20, 48, 12)] == [20, 20, 24, 12]
     assert [channel_tile(c, 8) for c in (80, 20, 48, 12)] == [10, 10, 12, 12]
-    assert chunk_tiles(240, 16, 25) == 17 and chunk_tiles(384, 16, 25) == 10 and chunk_tiles(240, 16, 5) == 5
-    assert chunk_tiles(4096, 16, 25) == 1 and 17 * 240 * 16 * 4 <= STAGE_BYTES
+    assert [chunk_tiles(16, 25), chunk_tiles(8, 49), chunk_tiles(4, 98)] == [10, 20, 40]
+    assert chunk_tiles(16, 5) == 5 and chunk_tiles(4, 25) == 25
 
 
 def test_fuse_grouped_conv_pair_reads_through_the_folded_shuffle():

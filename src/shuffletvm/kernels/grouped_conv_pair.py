@@ -8,37 +8,46 @@ for where the kernels before it left its data: on the 2-core Intel VM, V1 g3's 2
 groups) ran 39-43 us warm, 48 us right after the conv that wrote its input, 96 us after the eight kernels before
 it, and 80-100 us in the model's sequence (kernel calls replayed as in `benchmarks/sequence_profile.py`). Here
 each core runs both convs over a chunk of its pixels: the first conv's output for every channel is written out
-(the next unit's residual) and kept in a per-core buffer, [channels, chunk pixels], which the second conv reads
-back at once.
+(the next unit's residual) and the second conv reads that chunk of it back at once, from L2.
 
     for task in parallel(N * bands):             # image n, the pixel tiles whose first row is in the band
       for chunk in band:                         # `chunk` tiles of `lanes` consecutive pixels (y * W + x)
         for each block of T1 output channels:    # within one group
           for tile in chunk:
             acc[T1][lanes] = sum over the group's inputs t of W1[o, t] * y[n, perm(group * Cg1 + t), tile]
-            out[n, o, tile] = stage[o, tile] = relu(acc + b1 + residual[n, o, tile])
+            out[n, o, tile] = relu(acc + b1 + residual[n, o, tile])
         for each block of T2 output channels of the second conv:
           for tile in chunk:
-            next[n, o, tile] = relu(sum over its group's inputs t of W2[o, t] * stage[group * Cg2 + t, tile] + b2)
+            next[n, o, tile] = relu(sum over its group's inputs t of W2[o, t] * out[n, group * Cg2 + t, tile] + b2)
 
 The first conv reads its input through the channel shuffle before it (`perm`, as kernels/shuffled_group_conv.py
 does: no data moves for it). Each accumulator is a vector of `lanes` pixels and each step one broadcast weight
 times one vector (every lane its own sum, in the reduction's order, as the separate kernels sum), `T` channels of
 one group at a time, `T` the largest divisor of a group's output channels that fits the accumulator registers
-(schedules/grouped_conv1x1.py's `ACCUMULATORS`). A chunk is as many tiles as keep the buffer within `STAGE_BYTES`
-(256 KB: V1 g3's 240 channels 17 tiles of 16 pixels, g8's 384 10), so each channel's loads and stores run
-along its plane for several cache lines, which the prefetchers follow. One tile a chunk (15 KB, in L1) ran slower
-in the model: V1 g8 0.99-1.00x end to end against the separate kernels, V1 g3 0.94-0.95x (three runs each); 7
-tiles 0.99x and 0.93x; 10-17 tiles 0.96x and 0.93x; a whole band (25 tiles) 0.995x and 0.92x
-(`benchmarks/ab_modules.py`, paired ratios). The bands are the rows PartitionRowsAcrossCores gives each core
-(`band(h) = min(h // ceil(H / bands), bands - 1)` of a tile's first row), so the depthwise conv after the kernel,
-which follows those rows, reads what its own core wrote; at batch N a multiple of the cores, whole images.
+(schedules/grouped_conv1x1.py's `ACCUMULATORS`). A chunk is `CHUNK_LINES` (10) cache lines of each channel's
+plane (16 lanes: 10 tiles, 160 pixels), so each channel's loads and stores run along its plane for several lines,
+which the prefetchers follow, and the second conv reads the chunk back from L2 (V1 g3's 240 channels: 150 KB,
+g8's 384: 240 KB). Measured on the 2-core Intel VM, end to end, paired (`benchmarks/ab_modules.py`, 30 rounds,
+both orders where quoted as a range; outputs bit-identical):
+- The first version copied each chunk into a per-core buffer, [channels, chunk pixels], which the second conv read
+  instead of `out`, with chunks of at most 256 KB of it (V1 g3 17 tiles, g8 10, g1 25). One tile a chunk ran
+  slower: V1 g8 0.99-1.00x against the separate kernels, V1 g3 0.94-0.95x; 7 tiles 0.99x and 0.93x; 10-17 tiles
+  0.96x and 0.93x; a whole band (25 tiles) 0.995x and 0.92x.
+- Reading `out` back instead (one store a vector fewer, half the footprint in L2), same chunks: V1 g8
+  0.968-0.979x the time of the buffered kernel, V1 g3 0.998-0.999x, V1 g1 (a whole band a chunk)
+  1.006-1.014x.
+- Then chunks of 5, 8, 10, 12, 17 and 25 tiles: V1 g8 10 best (5: 1.04x, 25: 1.02x); V1 g3 10 0.982-0.989x the
+  time of 17; V1 g1 8-12 0.98x the time of 25, 17 0.99x.
+
+The bands are the rows PartitionRowsAcrossCores gives each core (`band(h) = min(h // ceil(H / bands), bands - 1)`
+of a tile's first row), so the depthwise conv after the kernel, which follows those rows, reads what its own core
+wrote; at batch N a multiple of the cores, whole images.
 
 Needs a plane of whole vectors of pixels (x86: 28x28; NEON also 14x14). x86's 14x14 stage was tried and left to
 the separate kernels: with the plane's last tile overlapping the one before it, V1 g3's seven 14x14 pairs made the
-model 1.12-1.13x slower end to end (paired, both orders of `benchmarks/ab_modules.py`); each pair ran 118 us warm against
-87 for the two tuned kernels (10 channels x 2 rows of 14 pixels a tile), and a variant with such row tiles still took
-105 us alone (1 to 7 rows a tile tried, 105-121 us). V1 g3's 28x28 pair, one tile a chunk,
+model 1.12-1.13x slower end to end (paired, both orders); each pair ran 118 us warm against 87 for the two tuned
+kernels (10 channels x 2 rows of 14 pixels a tile), and a variant with such row tiles still took 105 us alone (1 to
+7 rows a tile tried, 105-133 us). V1 g3's 28x28 pair, one tile a chunk,
 replayed in the model's sequence: 103-120 us against 152-163 us for the two tuned kernels it replaces, warm
 94-103 against 100-155 (passes/fuse_grouped_conv_pair.py has the models' numbers).
 
@@ -55,7 +64,7 @@ from tvm import tirx
 from .. import tvm_compat
 from . import OPAQUE, SPLIT_ROWS, registers
 
-STAGE_BYTES = 256 * 1024  # a chunk's first-conv output, which the second conv reads back (from L2)
+CHUNK_LINES = 10  # cache lines of each channel's plane a chunk covers (prefetched runs; read back from L2)
 
 
 @dataclass(frozen=True)
@@ -100,10 +109,9 @@ def channel_tile(group_outputs: int, lanes: int) -> int:
     return max(t for t in range(1, min(group_outputs, budget) + 1) if group_outputs % t == 0)
 
 
-def chunk_tiles(channels: int, lanes: int, tiles: int) -> int:
-    """Pixel tiles per chunk: as many as keep the chunk's first-conv output within `STAGE_BYTES`, at most `tiles`
-    (a band's)."""
-    return max(1, min(tiles, STAGE_BYTES // (channels * lanes * 4)))
+def chunk_tiles(lanes: int, tiles: int) -> int:
+    """Pixel tiles per chunk: `CHUNK_LINES` cache lines of a channel's plane, at most `tiles` (a band's)."""
+    return max(1, min(tiles, CHUNK_LINES * 64 // (lanes * 4)))
 
 
 def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: int | None = None) -> tirx.PrimFunc:
@@ -132,7 +140,7 @@ def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: 
         return (band * band_rows * w_ + lanes - 1) // lanes
 
     widest = max(min(start(band + 1), tiles) - start(band) for band in range(bands))
-    chunk = chunk or chunk_tiles(c_, lanes, widest)
+    chunk = chunk or chunk_tiles(lanes, widest)
     chunks = -(-widest // chunk)
 
     def shuffled(j):  # channel j of shuffle(y), (N, s, C/s) -> (N, C/s, s)
@@ -163,7 +171,6 @@ def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: 
                nxt: T.Buffer((n_, cn_, h_, w_), dtype)):
         with T.sblock("root"):
             for task in T.parallel(n_ * bands):
-                stage = T.alloc_buffer((c_, chunk * lanes), dtype)
                 acc = T.alloc_local((max(t1, t2), lanes), dtype)
                 n = task // bands
                 band = task % bands
@@ -180,12 +187,10 @@ def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: 
                                                 col(band, first, k, p)] * w1[block * t1 + o, t]
                                 for o in T.unroll(t1):
                                     for p in T.vectorized(lanes):
-                                        stage[block * t1 + o, k * lanes + p] = T.max(
+                                        out[n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)] = T.max(
                                             acc[o, p] + b1[block * t1 + o] + residual[
                                                 n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)],
                                             T.cast(0, dtype))
-                                        out[n, block * t1 + o, row(band, first, k, p), col(band, first, k, p)] = stage[
-                                            block * t1 + o, k * lanes + p]
                     for block in range(cn_ // t2):
                         for k in range(chunk):
                             if mine(band, first, k):
@@ -193,8 +198,9 @@ def grouped_conv_pair(spec: GroupedConvPairSpec, lanes: int, cores: int, chunk: 
                                 for t in range(cg2):
                                     for o in T.unroll(t2):
                                         for p in T.vectorized(lanes):
-                                            acc[o, p] = acc[o, p] + stage[block * t2 // og2 * cg2 + t,
-                                                                          k * lanes + p] * w2[block * t2 + o, t]
+                                            acc[o, p] = acc[o, p] + out[
+                                                n, block * t2 // og2 * cg2 + t, row(band, first, k, p),
+                                                col(band, first, k, p)] * w2[block * t2 + o, t]
                                 for o in T.unroll(t2):
                                     for p in T.vectorized(lanes):
                                         nxt[n, block * t2 + o, row(band, first, k, p), col(band, first, k, p)] = T.max(

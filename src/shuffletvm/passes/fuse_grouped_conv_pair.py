@@ -1,8 +1,8 @@
 """FuseGroupedConvPair: on CPUs, the grouped 1x1 conv that ends a ShuffleNet V1 unit (+ bias + residual + ReLU)
 and the grouped 1x1 conv that starts the next unit (+ bias + ReLU) as one hand-written kernel
-(kernels/grouped_conv_pair.py), computed a chunk of pixels at a time, so the second conv reads the sum back from a
-per-core buffer of at most 256 KB, just written, instead of the whole 0.75 MB activation from wherever the
-model's other kernels left it.
+(kernels/grouped_conv_pair.py), computed a chunk of pixels at a time, so the second conv reads the sum back a
+chunk at a time, just written (V1 g3: 150 KB), instead of the whole 0.75 MB activation from wherever the model's
+other kernels left it.
 
 Rewrites, in a dataflow block,
 
@@ -29,9 +29,11 @@ kernels compute it: the models' outputs were bit-identical with and without the 
 
 Measured on the 2-core Intel VM (tuning_logs/x86-rocketlake-2c), each model built from the tuned log with and
 without the pass (`BuildConfig(fuse_grouped_conv_pair=...)`), `benchmarks/ab_modules.py A.so B.so --rounds 30
---runs 15` in both orders, paired ratios, outputs bit-identical: V1 g3 1.0x 0.929x / 0.929x, V1 g8 1.0x 0.943x /
-0.955x, V1 g1 1.0x 0.961x / 0.970x end to end at batch 1. V1 g3's three
-pairs replace the kernels that took 614 us of its 3.0 ms in sequence with 518-562 us (the replay of
+--runs 15` in both orders, paired ratios, outputs bit-identical: V1 g3 1.0x 0.917x / 0.922x, V1 g8 1.0x 0.935x /
+0.916x, V1 g1 1.0x 0.964x / 0.944x end to end at batch 1 (session 36's kernel: the second conv reads the first's
+output back, 10 cache lines a channel a chunk; session 35's, which copied each chunk into a buffer, ran 0.93x,
+0.94-0.96x and 0.96-0.97x, and 1.014-1.027x the time of today's in the same runs). With session 35's kernel V1 g3's
+three pairs replaced kernels that took 614 us of its 3.0 ms in sequence with 518-562 us (the replay of
 `benchmarks/sequence_profile.py`, all three builds interleaved).
 
 Counters: `FuseGroupedConvPair` (pairs fused), `.bytes` (the first conv's output read back by the second: no
