@@ -43,13 +43,16 @@ The bands are the rows PartitionRowsAcrossCores gives each core (`band(h) = min(
 of a tile's first row), so the depthwise conv after the kernel, which follows those rows, reads what its own core
 wrote; at batch N a multiple of the cores, whole images.
 
+V1 g3's 28x28 pairs replayed in the model's sequence (`shuffletvm.bench.sequence.replay`, 15 rounds): 74-125 us
+against 150-158 for the two tuned kernels each replaces, warm 62-65 against 77 (the last, whose second conv feeds
+the next stage's 120 channels: 105 and 86 against 155 and 106); passes/fuse_grouped_conv_pair.py has the models'
+numbers.
+
 Needs a plane of whole vectors of pixels (x86: 28x28; NEON also 14x14). x86's 14x14 stage was tried and left to
 the separate kernels: with the plane's last tile overlapping the one before it, V1 g3's seven 14x14 pairs made the
-model 1.12-1.13x slower end to end (paired, both orders); each pair ran 118 us warm against 87 for the two tuned
-kernels (10 channels x 2 rows of 14 pixels a tile), and a variant with such row tiles still took 105 us alone (1 to
-7 rows a tile tried, 105-133 us). V1 g3's 28x28 pair, one tile a chunk,
-replayed in the model's sequence: 103-120 us against 152-163 us for the two tuned kernels it replaces, warm
-94-103 against 100-155 (passes/fuse_grouped_conv_pair.py has the models' numbers).
+model 1.12-1.13x slower end to end with the buffered kernel (above) and 1.19x with this one (paired, both
+orders); each buffered pair ran 118 us warm against 87 for the two tuned kernels (10 channels x 2 rows of 14 pixels
+a tile), and a buffered variant with such row tiles still took 105 us alone (1 to 7 rows a tile tried, 105-133 us).
 
 Hand-written and already scheduled (`tirx.is_scheduled`): not a tuning task. CPUs only.
 """
