@@ -77,8 +77,8 @@ class PipelineOptions:
     # CPUs: a stride-2 unit's 1x1 conv -> ReLU -> depthwise conv as one kernel, the 1x1 conv's output never in
     # memory (passes/fuse_expand_depthwise.py).
     fuse_expand_depthwise: bool = True
-    # CPUs: V1's grouped 1x1 conv ending a unit (+ residual) and the one starting the next as one kernel, tile of
-    # pixels by tile, the first one's output read back from L1 (passes/fuse_grouped_conv_pair.py).
+    # CPUs: V1's grouped 1x1 conv ending a unit (+ residual) and the one starting the next as one kernel, chunk of
+    # pixels by chunk, the first one's output read back from L2 (passes/fuse_grouped_conv_pair.py).
     fuse_grouped_conv_pair: bool = True
     # Filled in while the pipeline runs: one counter per shuffletvm pass (how often it fired), "kernels"
     # (TensorIR functions), "kernels_tuned" (found in the database), "kernels_hand" (hand-written, pre-scheduled).
