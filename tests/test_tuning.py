@@ -633,8 +633,10 @@ def _avx512_host() -> bool:
     return vector_lanes(X86.tvm_target()) == 16
 
 
-def _same_simd_cpu() -> str:
-    """Another LLVM CPU (Intel's) with this host's SIMD width (the kindred rule needs it; the host may be either)."""
+def _same_simd_cpu(vendor: str = "intel") -> str:
+    """Another LLVM CPU of `vendor` with this host's SIMD width (the kindred rule needs it; the host may be any)."""
+    if vendor == "amd":
+        return _other_cpu("znver4", "znver5") if _avx512_host() else _other_cpu("znver2", "znver3")
     return _other_cpu("skylake-avx512", "icelake-server") if _avx512_host() else _other_cpu("haswell", "broadwell")
 
 
@@ -668,8 +670,7 @@ def test_kindred_log_prefers_the_same_vendor_over_more_records(tuned_log, tmp_pa
     from shuffletvm.tuning.database import kindred_log, open_log
 
     avx512 = _avx512_host()
-    amd = _other_cpu("znver4", "znver5") if avx512 else _other_cpu("znver2", "znver3")
-    cpus = {"intel": _same_simd_cpu(), "amd": amd}
+    cpus = {vendor: _same_simd_cpu(vendor) for vendor in ("intel", "amd")}
     assert X86.vendor in cpus and X86.spec["mcpu"] not in cpus.values()
     other_vendor = {"intel": "amd", "amd": "intel"}[X86.vendor]
     same, other = (resolve_target("x86", TargetOptions(mcpu=cpus[v])) for v in (X86.vendor, other_vendor))
@@ -684,6 +685,28 @@ def test_kindred_log_prefers_the_same_vendor_over_more_records(tuned_log, tmp_pa
     # a generic x86-64 level (x86-64-v4 has AVX-512) has no vendor: the most records win
     generic = resolve_target("x86", TargetOptions(mcpu="x86-64-v4" if avx512 else "x86-64-v3"))
     assert generic.vendor is None and kindred_log(generic, tmp_path).target.log_key == other.log_key
+
+
+def test_kindred_log_prefers_the_same_cpu_with_other_cores_over_its_vendor(tuned_log, tmp_path):
+    """With no log of this core count, a log tuned on this very CPU (LLVM name) with other cores comes before
+    another CPU of the same vendor, even one with more records (a 4-core Zen 4 takes the 2-core Zen 4 log, not
+    the Zen 5 one); the core count still ranks first."""
+    from shuffletvm.tuning.database import kindred_log, open_log
+
+    cores = X86.spec["num-cores"]
+    sibling = _same_simd_cpu(X86.vendor)
+    kin = resolve_target("x86", TargetOptions(mcpu=sibling, num_cores=cores))
+    assert kin.vendor == X86.vendor and kin.spec["mcpu"] != X86.spec["mcpu"]
+    larger = _stamped_as(tuned_log / X86.log_key, tmp_path, kin) / "database_tuning_record.json"
+    larger.write_text(larger.read_text() * 2)  # twice the records
+    _stamped_as(tuned_log / X86.log_key, tmp_path, X86)
+    assert open_log(kin, tmp_path, create=False).records == 16
+    more_cores = resolve_target("x86", TargetOptions(num_cores=cores + 2))  # this CPU, a core count with no log
+    assert kindred_log(more_cores, tmp_path).target.log_key == X86.log_key  # not the larger sibling's
+    # the same core count still comes first: another CPU's log of that count beats this CPU's of another
+    kin_same_cores = _stamped_as(tuned_log / X86.log_key, tmp_path,
+                                 resolve_target("x86", TargetOptions(mcpu=sibling, num_cores=cores + 2)))
+    assert kindred_log(more_cores, tmp_path).target.log_key == kin_same_cores.name
 
 
 def test_build_without_a_log_of_its_own_uses_a_kindred_cpus(tuned_log, tmp_path):

@@ -86,7 +86,8 @@ class ResolvedTarget:
     def vendor(self) -> str | None:
         """Whose design the x86 CPU is, by LLVM's name: "amd" or "intel"; None for a generic x86-64 level and
         every other target. Tuned records bake in the chip's caches and how its cores share data, which follow
-        the vendor's designs: the kindred rule ranks a log of the same vendor first."""
+        the vendor's designs: the kindred rule ranks a log of the same vendor before another's (after one of
+        the same core count and one of the same CPU)."""
         mcpu = str(self.spec.get("mcpu", "")) if self.name == "x86" else ""
         if not mcpu or mcpu.startswith(GENERIC_X86_CPUS):
             return None

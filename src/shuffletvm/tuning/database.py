@@ -231,9 +231,11 @@ def _stamped_target(folder: Path) -> ResolvedTarget | None:
 def kindred_log(target: ResolvedTarget, root: Path | None = None, any_width: bool = False) -> TuningLog | None:
     """The closest other CPU's log under `root` whose records `target` can use, opened read-only: same preset
     (x86 or arm), same machine, same SIMD width (the layout phase packs by it, so kernels would differ). Closest:
-    the same core count first (parallel loops are tiled for it), then the same vendor (`ResolvedTarget.vendor`:
-    records carry the chip's caches and interconnect), then the most records. None if there is none (GPU logs are
-    never shared: a CUDA schedule is tied to its architecture's limits).
+    the same core count first (parallel loops are tiled for it), then the same CPU (`mcpu`: a Zen 4 with 4 cores
+    takes the 2-core Zen 4 log, not the Zen 5 one, whose records ran V1 and V2 in 1.06-1.18x the time on a Zen 4),
+    then the same vendor (`ResolvedTarget.vendor`: records carry the chip's caches and interconnect), then the most
+    records. None if there is none (GPU logs are never shared: a CUDA schedule is tied to its architecture's
+    limits).
 
     `any_width` (seeding a search, never a build): a log of another SIMD width ranks after every log of this
     one. Only the kernels whose TensorIR is the same at both widths find records in it; what they find was
@@ -255,8 +257,9 @@ def kindred_log(target: ResolvedTarget, root: Path | None = None, any_width: boo
         log = open_log(other, root, create=False)
         if log.records:
             same_cores = other.spec["num-cores"] == target.spec["num-cores"]
+            same_cpu = "mcpu" in target.spec and other.spec.get("mcpu") == target.spec["mcpu"]
             same_vendor = target.vendor is not None and other.vendor == target.vendor
-            candidates.append(((other_width, not same_cores, not same_vendor, -log.records), log))
+            candidates.append(((other_width, not same_cores, not same_cpu, not same_vendor, -log.records), log))
     return min(candidates, key=lambda c: c[0])[1] if candidates else None
 
 
