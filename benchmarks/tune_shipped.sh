@@ -285,3 +285,11 @@ python benchmarks/prune_shipped_log.py
 # faster in the model than the hand schedule, V1 g8's 1.13x in sequence; discarded.)
 shuffletvm choose shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86
 shuffletvm choose shufflenet_v2_x1_0 --batch 8 --target x86
+
+# ---- x86-znver4-2c, session 37 (back on the Zen 4 class, the first time since session 25): `shuffletvm choose` over
+# the four batch-1 rows, 2.1 min: 10 of 66 kernels take their hand (or default) schedule; builds with the choices ran
+# V2 0.5x 0.987x / 0.989x, V2 1.0x 0.981x / 0.988x, V1 g8 0.975x / 0.979x the time of the log's records
+# (ab_modules.py --rounds 30 --runs 15, both orders; V1 g3: none chosen). Nothing tuned.
+shuffletvm choose shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86
+# (`shuffletvm choose shufflenet_v2_x1_0 --batch 8 --target x86`, run on a copy of the log with --log-dir, chose 3 of
+# 17 kernels, and built with them V2 1.0x at batch 8 ran 1.013x / 0.999x the time: not kept.)
