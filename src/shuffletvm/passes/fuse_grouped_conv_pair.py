@@ -21,10 +21,10 @@ at the binding of `out`, which keeps its other uses (the next unit's residual, a
 V1 g3 and g8 1.0x 3 pairs each with AVX-512 (the stride-1 units after the first, and the last one with the next
 stage's stride-2 unit), V1 g1 2 (its stride-2 units' first conv is FuseExpandDepthwise's). With AVX2 the layout
 phase packs V1 g3's and g8's 1.0x 28x28 grouped convs first (PackConv1x1Weights), which leaves them no pair; the
-0.5x ones and V1 g1 keep theirs (3, 3 and 2). V2 has no residual add and no such pair. Runs last in the `layout` phase, after
-FuseExpandDepthwise, before operator fusion: the kernel is opaque and already scheduled, and its tasks are the
-row bands PartitionRowsAcrossCores gives each core (attribute `shuffletvm.split_rows`), so the depthwise conv
-after it still follows those rows.
+0.5x ones and V1 g1 keep theirs (3, 3 and 2). V2 has no residual add and no such pair. Runs last in the `layout`
+phase, after FuseExpandDepthwise, before operator fusion: the kernel is opaque and already scheduled, and its tasks
+are the row bands PartitionRowsAcrossCores gives each core (attribute `shuffletvm.split_rows`), so the depthwise
+conv after it still follows those rows.
 
 Numerically: each output is its conv's sum in the reduction's order, the bias added after it, as the separate
 kernels compute it: the models' outputs were bit-identical with and without the pass (V1 g1, g3, g8).
