@@ -293,3 +293,22 @@ shuffletvm choose shufflenet_v2_x1_0 --batch 8 --target x86
 shuffletvm choose shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v1_g8_x1_0 --target x86
 # (`shuffletvm choose shufflenet_v2_x1_0 --batch 8 --target x86`, run on a copy of the log with --log-dir, chose 3 of
 # 17 kernels, and built with them V2 1.0x at batch 8 ran 1.013x / 0.999x the time: not kept.)
+
+# ---- x86-znver5-2c, session 38 (back on the Zen 5 class, family 26 model 2, the first time since session 8). Its
+# records predated the runner that measures as the build splits kernels (session 10) and every hand schedule since
+# session 19: built from it, V2 0.5x, V2 1.0x, V1 g8 and V2 1.0x at batch 8 ran 1.03-1.17x the time of the same builds
+# from the Zen 4 log (the kindred log: same vendor; seeded from this one in session 25), V1 g3 level. Every kernel's
+# best 3 records measured again beside the Zen 4 log's 8 best and the current hand schedules, nothing searched (8.3 min
+# at batch 1, 2.7 min at batch 8; the packed classifiers, new since, given their hand schedule and one trial); then the
+# 26 kernel names that take the most time in the four batch-1 models (`benchmarks/kernel_profile.py MODEL --top 10`)
+# searched 20 min (1248 trials): no better record for any of them (the built modules identical); the log pruned. Built
+# against the log before, interleaved (ab_modules.py --rounds 20 --runs 15; batch 8 --rounds 8 --runs 8), the log before
+# took 1.07x (V2 0.5x), 1.12x (V2 1.0x), 1.05x (V1 g3), 1.06x (V1 g8) and 1.05x (batch 8) this log's time. `shuffletvm
+# choose` (on a copy, 1.5 min) chose 7 of 69 kernels; builds with the choices ran 0.997x / 1.007x, 1.001x / 0.995x,
+# 0.990x / 1.004x this log's time (V2 0.5x, V1 g3, V1 g8; both orders): not kept.
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --trials 1 --remeasure 3 --kindred-all
+shuffletvm tune shufflenet_v2_x1_0 --batch 8 --target x86 --trials 1 --remeasure 3 --kindred-all
+shuffletvm tune shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 shufflenet_v2_x0_5 shufflenet_v1_g8_x1_0 --target x86 \
+    --time-budget 20 --kernels '^(fused_conv1x1_packed_add3_relu2|fused_conv1x1_packed1_add4_relu3|fused_conv1x1_gather1_add2_relu1|conv1x1_scatter1|fused_conv1x1_gather_add1_relu|conv1x1_scatter|fused_conv2d6_add2|fused_shuffled_group_conv3_add4_add5_relu4|fused_conv2d3_add2_relu3|fused_conv1x1_packed2_add8_add9_relu7|fused_conv2d4_add2|fused_conv1x1_packed_add6_relu6|fused_conv2d5_add3_relu2|fused_conv1x1_packed1_add3_relu3|fused_conv1x1_packed_add2_relu2|fused_conv1x1_gather1_add1_relu1)$'
+python benchmarks/prune_shipped_log.py
