@@ -300,8 +300,8 @@ shuffletvm choose shufflenet_v2_x0_5 shufflenet_v2_x1_0 shufflenet_v1_g3_x1_0 sh
 # from the Zen 4 log (the kindred log: same vendor; seeded from this one in session 25), V1 g3 level. Every kernel's
 # best 3 records measured again beside the Zen 4 log's 8 best and the current hand schedules, nothing searched (8.3 min
 # at batch 1, 2.7 min at batch 8; the packed classifiers, new since, given their hand schedule and one trial); then the
-# 26 kernel names that take the most time in the four batch-1 models (`benchmarks/kernel_profile.py MODEL --top 10`)
-# searched 20 min (1248 trials): no better record for any of them (the built modules identical); the log pruned. Built
+# 16 kernel names that take the most time in the four batch-1 models (`benchmarks/kernel_profile.py MODEL --top 10`;
+# 26 kernels) searched 20 min (1248 trials): no better record (the builds' outputs bit-identical); the log pruned. Built
 # against the log before, interleaved (ab_modules.py --rounds 20 --runs 15; batch 8 --rounds 8 --runs 8), the log before
 # took 1.07x (V2 0.5x), 1.12x (V2 1.0x), 1.05x (V1 g3), 1.06x (V1 g8) and 1.05x (batch 8) this log's time. `shuffletvm
 # choose` (on a copy, 1.5 min) chose 7 of 69 kernels; builds with the choices ran 0.997x / 1.007x, 1.001x / 0.995x,
